@@ -1,0 +1,207 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cloudbox/cloudbox/appliance/state"
+	"github.com/cloudbox/cloudbox/internal/buildinfo"
+)
+
+// DefaultStateDir is where the state lives on a box (gokrazy's /perm).
+const DefaultStateDir = state.DefaultDir
+
+// DefaultHTTPAddr is the address of the panel and API on a box.
+const DefaultHTTPAddr = ":80"
+
+// DefaultShutdownTimeout bounds the graceful HTTP shutdown, well inside
+// gokrazy's SIGTERM to SIGKILL window.
+const DefaultShutdownTimeout = 5 * time.Second
+
+// Server timeouts. Requests are small; slow clients must not hold
+// connections forever.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// Config configures Run. The zero value runs the daemon as on a box: state in
+// DefaultStateDir, HTTP on DefaultHTTPAddr, facts from package buildinfo.
+type Config struct {
+	// StateDir is the directory for persistent state; its parent must exist.
+	// Zero means DefaultStateDir.
+	StateDir string
+
+	// Name is the node name used on first start only, when the identity is
+	// created. Zero means the host name, else "cloudbox".
+	Name string
+
+	// HTTPAddr is the TCP address the panel and API listen on, e.g.
+	// "127.0.0.1:8080"; port 0 picks a free port, logged as "http listening"
+	// with attribute addr. Zero means DefaultHTTPAddr. Ignored if Listener is
+	// set.
+	HTTPAddr string
+
+	// Listener, if not nil, is used instead of listening on HTTPAddr. Run
+	// closes it before returning.
+	Listener net.Listener
+
+	// Version and Board are reported by the API, metrics and panel. Zero
+	// means buildinfo.Version and buildinfo.Board.
+	Version string
+	Board   string
+
+	// Components adds entries to the "components" status, by name, next to
+	// the ones Run registers itself. A name Run already uses ("state") is an
+	// error. Nil adds none. The functions are called concurrently.
+	Components map[string]StatusFunc
+
+	// ShutdownTimeout bounds the graceful shutdown once ctx is done; after it
+	// the remaining connections are closed. Zero means
+	// DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the daemon's events. Nil discards them.
+	Logger *slog.Logger
+
+	// Now is the clock for uptime and the identity's creation time. Nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.Version == "" {
+		c.Version = buildinfo.Version
+	}
+	if c.Board == "" {
+		c.Board = buildinfo.Board
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Run runs the daemon until ctx is done: it opens (or creates) the node
+// identity in cfg.StateDir, serves HTTP, and on cancellation shuts the server
+// down within cfg.ShutdownTimeout. It returns nil after a shutdown requested
+// through ctx, and an error if the state cannot be opened or the server cannot
+// listen or serve. Run returns after the server has stopped; the only
+// goroutines that may outlive it briefly are net/http's own for connections
+// cut after a shutdown timeout.
+func Run(ctx context.Context, cfg Config) (err error) {
+	cfg = cfg.withDefaults()
+	logger := cfg.Logger
+	started := cfg.Now()
+	if cfg.Listener != nil {
+		defer func() {
+			if cerr := cfg.Listener.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+				err = errors.Join(err, fmt.Errorf("closing listener: %w", cerr))
+			}
+		}()
+	}
+
+	node, err := state.Open(ctx, state.Config{Dir: cfg.StateDir, Name: cfg.Name, Logger: logger, Now: cfg.Now})
+	if err != nil {
+		return fmt.Errorf("opening node state: %w", err)
+	}
+	logger.Info("starting", "version", cfg.Version, "board", cfg.Board,
+		"node_id", node.ID(), "node_name", node.Name, "state_dir", cfg.StateDir)
+
+	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir)}
+	for name, f := range cfg.Components {
+		if _, ok := components[name]; ok {
+			return fmt.Errorf("registering component %q: name already in use", name)
+		}
+		components[name] = f
+	}
+	h, err := newHandler(handlerConfig{
+		version:    cfg.Version,
+		board:      cfg.Board,
+		node:       node,
+		started:    started,
+		now:        cfg.Now,
+		components: components,
+		logger:     logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln := cfg.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listening for http: %w", err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          newErrorLog(logger),
+	}
+	logger.Info("http listening", "addr", ln.Addr().String())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving http: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "reason", context.Cause(ctx).Error())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		// The stop was requested and happens anyway; the open connections
+		// are cut instead of drained.
+		logger.Warn("http shutdown incomplete, closing connections", "error", err)
+		srv.Close()
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving http: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// newErrorLog adapts http.Server's error log (TLS handshake failures,
+// accept errors, handler panics) to slog with a constant message.
+func newErrorLog(l *slog.Logger) *log.Logger {
+	return log.New(errorLogWriter{l}, "", 0)
+}
+
+type errorLogWriter struct{ l *slog.Logger }
+
+func (w errorLogWriter) Write(p []byte) (int, error) {
+	w.l.Warn("http server error", "error", strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,166 @@
+package appliance
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cloudbox/cloudbox/appliance/state"
+)
+
+// contentSecurityPolicy allows the panel to load only its own resources and
+// forbids framing.
+const contentSecurityPolicy = "default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+
+// handlerConfig is what the HTTP handler shows; it is immutable.
+type handlerConfig struct {
+	version    string
+	board      string
+	node       *state.Node
+	started    time.Time
+	now        func() time.Time
+	components map[string]StatusFunc
+	logger     *slog.Logger
+}
+
+// handler serves the API, metrics and panel. It is immutable after
+// newHandler and safe for concurrent use.
+type handler struct {
+	cfg    handlerConfig
+	mux    *http.ServeMux
+	panel  *panel
+	static map[string]staticFile
+}
+
+func newHandler(cfg handlerConfig) (*handler, error) {
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{cfg: cfg, mux: http.NewServeMux()}
+	var err error
+	if h.static, err = loadStatic(); err != nil {
+		return nil, err
+	}
+	if h.panel, err = newPanel(h.staticURL); err != nil {
+		return nil, err
+	}
+
+	// Patterns carry no method: handlers check it, so that a wrong method
+	// under /api/v1/ gets a JSON error and the catch-all "/" does not
+	// conflict with method-specific patterns.
+	h.mux.Handle("/api/v1/status", apiGetOnly(h.status))
+	h.mux.HandleFunc("/api/v1/", apiNotFound)
+	h.mux.Handle("/metrics", getOnly(h.metrics))
+	h.mux.Handle("/healthz", getOnly(healthz))
+	h.mux.Handle("/static/", getOnly(h.serveStatic))
+	h.mux.Handle("/{$}", getOnly(h.dashboard))
+	for _, p := range navItems {
+		if p.Soon {
+			h.mux.Handle(p.Path, getOnly(h.soon(p)))
+		}
+	}
+	h.mux.HandleFunc("/", h.notFound)
+	return h, nil
+}
+
+// ServeHTTP sets the security headers on every response and dispatches.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Content-Security-Policy", contentSecurityPolicy)
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("X-Frame-Options", "DENY")
+	h.mux.ServeHTTP(w, r)
+}
+
+// statusResponse is the body of GET /api/v1/status.
+type statusResponse struct {
+	Version    string                     `json:"version"`
+	Board      string                     `json:"board"`
+	NodeName   string                     `json:"node_name"`
+	NodeID     string                     `json:"node_id"`
+	UptimeS    int64                      `json:"uptime_s"`
+	Components map[string]ComponentStatus `json:"components"`
+}
+
+func (h *handler) snapshot(r *http.Request) statusResponse {
+	return statusResponse{
+		Version:    h.cfg.version,
+		Board:      h.cfg.board,
+		NodeName:   h.cfg.node.Name,
+		NodeID:     h.cfg.node.ID(),
+		UptimeS:    int64(h.uptime() / time.Second),
+		Components: collectStatus(r.Context(), h.cfg.components),
+	}
+}
+
+func (h *handler) uptime() time.Duration {
+	return max(h.cfg.now().Sub(h.cfg.started), 0)
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, h.snapshot(r))
+}
+
+func healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "ok")
+}
+
+// errorResponse is the body of every error under /api/v1/.
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+func apiNotFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, errorResponse{
+		Error: fmt.Sprintf("no API endpoint %s; see GET /api/v1/status", r.URL.Path),
+	})
+}
+
+// allowedMethods is the Allow header of every endpoint: the panel and API
+// are read-only for now.
+const allowedMethods = "GET, HEAD"
+
+func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
+
+// apiGetOnly answers methods other than GET and HEAD with a JSON 405.
+func apiGetOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !isGet(r) {
+			w.Header().Set("Allow", allowedMethods)
+			writeJSON(w, http.StatusMethodNotAllowed, errorResponse{
+				Error: fmt.Sprintf("method %s not allowed on %s; use GET", r.Method, r.URL.Path),
+			})
+			return
+		}
+		next(w, r)
+	}
+}
+
+// getOnly answers methods other than GET and HEAD with a plain 405.
+func getOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !isGet(r) {
+			w.Header().Set("Allow", allowedMethods)
+			http.Error(w, fmt.Sprintf("method %s not allowed; use GET", r.Method), http.StatusMethodNotAllowed)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(errorResponse{Error: "encoding response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}

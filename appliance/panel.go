@@ -1,0 +1,243 @@
+package appliance
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"maps"
+	"mime"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+//go:embed web/templates/*.html
+var templateFS embed.FS
+
+//go:embed web/static
+var staticFS embed.FS
+
+// navItem is an entry of the panel's navigation bar.
+type navItem struct {
+	Path  string
+	Label string
+	// Soon marks a placeholder page for a later capability.
+	Soon bool
+	// Blurb says what the page will offer.
+	Blurb string
+}
+
+var navItems = []navItem{
+	{Path: "/", Label: "Overview"},
+	{Path: "/community", Label: "Community", Soon: true,
+		Blurb: "The members of your community, invitations for new boxes and who is online."},
+	{Path: "/services", Label: "Services", Soon: true,
+		Blurb: "Services that the boxes of your community offer, and how to reach them."},
+	{Path: "/streams", Label: "Streams", Soon: true,
+		Blurb: "Live audio and video, published on one box and watched on any other."},
+	{Path: "/calls", Label: "Calls", Soon: true,
+		Blurb: "Voice calls between people in the community, even without the Internet."},
+	{Path: "/gateway", Label: "Gateway", Soon: true,
+		Blurb: "Sharing an Internet connection with the rest of the community."},
+	{Path: "/updates", Label: "Updates", Soon: true,
+		Blurb: "Signed software updates, passed from box to box."},
+	{Path: "/settings", Label: "Settings", Soon: true,
+		Blurb: "The name, network and storage of this box."},
+}
+
+// panel renders the server-side HTML pages.
+type panel struct {
+	dashboard *template.Template
+	soon      *template.Template
+	notFound  *template.Template
+}
+
+func newPanel(staticURL func(string) (string, error)) (*panel, error) {
+	base, err := template.New("layout.html").
+		Funcs(template.FuncMap{"static": staticURL}).
+		ParseFS(templateFS, "web/templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("parsing panel layout: %w", err)
+	}
+	page := func(name string) (*template.Template, error) {
+		t, err := base.Clone()
+		if err == nil {
+			t, err = t.ParseFS(templateFS, "web/templates/"+name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parsing panel page %s: %w", name, err)
+		}
+		return t, nil
+	}
+	var p panel
+	if p.dashboard, err = page("dashboard.html"); err != nil {
+		return nil, err
+	}
+	if p.soon, err = page("soon.html"); err != nil {
+		return nil, err
+	}
+	if p.notFound, err = page("notfound.html"); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// pageData is what every page's layout needs.
+type pageData struct {
+	Title    string
+	Active   string // Path of the current nav item, "" for none
+	Nav      []navItem
+	NodeName string
+	Version  string
+	Board    string
+}
+
+func (h *handler) page(title, active string) pageData {
+	return pageData{
+		Title:    title,
+		Active:   active,
+		Nav:      navItems,
+		NodeName: h.cfg.node.Name,
+		Version:  h.cfg.version,
+		Board:    h.cfg.board,
+	}
+}
+
+type namedStatus struct {
+	Name string
+	ComponentStatus
+}
+
+func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {
+	s := h.snapshot(r)
+	var comps []namedStatus
+	for _, name := range slices.Sorted(maps.Keys(s.Components)) {
+		comps = append(comps, namedStatus{name, s.Components[name]})
+	}
+	h.render(w, http.StatusOK, h.panel.dashboard, struct {
+		pageData
+		Status     statusResponse
+		Uptime     string
+		Created    time.Time
+		Components []namedStatus
+	}{
+		pageData:   h.page("Overview", "/"),
+		Status:     s,
+		Uptime:     formatUptime(time.Duration(s.UptimeS) * time.Second),
+		Created:    h.cfg.node.Created,
+		Components: comps,
+	})
+}
+
+func (h *handler) soon(item navItem) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h.render(w, http.StatusOK, h.panel.soon, struct {
+			pageData
+			Item navItem
+		}{h.page(item.Label, item.Path), item})
+	}
+}
+
+func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.render(w, http.StatusNotFound, h.panel.notFound, struct {
+		pageData
+		Path string
+	}{h.page("Not found", ""), r.URL.Path})
+}
+
+// render executes t into a buffer first, so that a template error becomes a
+// clean 500 instead of half a page.
+func (h *handler) render(w http.ResponseWriter, code int, t *template.Template, data any) {
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, "layout.html", data); err != nil {
+		h.cfg.logger.Error("rendering page failed", "template", t.Name(), "error", err)
+		http.Error(w, "the page could not be rendered; the error is in the cloudboxd log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(b.Bytes())
+}
+
+// formatUptime renders d with its two largest units, e.g. "3d 4h", "5m 6s".
+func formatUptime(d time.Duration) string {
+	s := int64(d / time.Second)
+	days, hours, mins, secs := s/86400, s/3600%24, s/60%60, s%60
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	case hours > 0:
+		return fmt.Sprintf("%dh %dm", hours, mins)
+	case mins > 0:
+		return fmt.Sprintf("%dm %ds", mins, secs)
+	}
+	return fmt.Sprintf("%ds", secs)
+}
+
+// staticFile is an embedded asset with its content hash.
+type staticFile struct {
+	content     []byte
+	hash        string // first 8 bytes of SHA-256, hex
+	contentType string
+}
+
+func loadStatic() (map[string]staticFile, error) {
+	files := make(map[string]staticFile)
+	err := fs.WalkDir(staticFS, "web/static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := staticFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		ctype := mime.TypeByExtension(path.Ext(p))
+		if ctype == "" {
+			ctype = http.DetectContentType(b)
+		}
+		files[strings.TrimPrefix(p, "web/static/")] = staticFile{b, hex.EncodeToString(sum[:8]), ctype}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading static files: %w", err)
+	}
+	return files, nil
+}
+
+// staticURL returns the URL of the asset name with its content hash, which
+// lets browsers cache it until the next update changes it.
+func (h *handler) staticURL(name string) (string, error) {
+	f, ok := h.static[name]
+	if !ok {
+		return "", fmt.Errorf("no static file %q", name)
+	}
+	return "/static/" + name + "?h=" + f.hash, nil
+}
+
+// serveStatic serves an embedded asset. A request carrying the current hash
+// may be cached for a year; any other must be revalidated with the ETag.
+func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/static/")
+	f, ok := h.static[name]
+	if !ok {
+		h.notFound(w, r)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", f.contentType)
+	hd.Set("ETag", `"`+f.hash+`"`)
+	if r.URL.Query().Get("h") == f.hash {
+		hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		hd.Set("Cache-Control", "no-cache")
+	}
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(f.content))
+}

@@ -1,0 +1,143 @@
+// Package boards describes the hardware cloudbox images are built for: the Go
+// architecture, the kernel and firmware modules, the boot files, the console
+// and the partition layout of each board. It is data for the image builder and
+// the VM runner; nothing here runs on a box.
+package boards
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Partition sizes shared by every gokrazy-style board, in bytes. The layout is
+// the one gokrazy's init and update code expect (see
+// shared/docs/gokrazy-image.md §2): a 4 MiB gap for the partition tables, a
+// 100 MiB FAT boot partition, two 500 MiB root slots and /perm in the rest.
+const (
+	MiB = 1 << 20
+
+	FirstPartitionOffset = 4 * MiB   // LBA 8192
+	BootSize             = 100 * MiB // p1, FAT16B
+	RootSize             = 500 * MiB // p2 and p3, squashfs
+	// MinPermSize is the smallest /perm we accept when sizing an image.
+	MinPermSize = 64 * MiB
+)
+
+// MinImageSize is the smallest disk image a board accepts.
+const MinImageSize = FirstPartitionOffset + BootSize + 2*RootSize + MinPermSize + 1*MiB
+
+// Board is one hardware profile. Boards are immutable values; use Lookup or
+// All to get them.
+type Board struct {
+	// Name is the identifier used on the command line (--board).
+	Name string
+	// Description is a one-line summary for `cloudbox boards`.
+	Description string
+
+	// GOARCH and GOARM select the Go toolchain target (GOOS is always linux).
+	GOARCH string
+	GOARM  string
+
+	// KernelModule and FirmwareModule are Go module paths whose module
+	// directories hold the boot payload; their versions are pinned in go.mod.
+	// FirmwareModule is empty for boards that boot without vendor firmware.
+	KernelModule   string
+	FirmwareModule string
+
+	// KernelFiles are glob patterns, relative to the kernel module directory,
+	// copied to the boot partition. FirmwareFiles likewise for the firmware
+	// module.
+	KernelFiles   []string
+	FirmwareFiles []string
+
+	// Console is the kernel console= arguments for this board; the last one
+	// is /dev/console, where init and cloudboxd print.
+	Console string
+	// RootDevice is the kernel's name for the disk the image is written to,
+	// without the partition number (e.g. "/dev/mmcblk0p"); the image uses
+	// PARTUUIDs, this is informational and used for the VM disk bus.
+	RootDevice string
+	// HybridMBR says whether LBA 0 carries the hybrid MBR the Raspberry Pi
+	// boot ROM needs (a FAT entry next to the protective GPT entry).
+	HybridMBR bool
+	// ConfigTxt says whether config.txt (Raspberry Pi firmware settings) is
+	// written to the boot partition.
+	ConfigTxt bool
+	// QEMU is the qemu-system binary that can boot this board, or empty when
+	// the board cannot be emulated (the Pi's firmware and SoC).
+	QEMU string
+}
+
+var all = []Board{
+	{
+		Name:           "rpi",
+		Description:    "Raspberry Pi 3B/3B+/4B/400/CM4/Zero 2 W/5 (one arm64 image for all)",
+		GOARCH:         "arm64",
+		KernelModule:   "github.com/gokrazy/kernel.rpi",
+		FirmwareModule: "github.com/gokrazy/firmware",
+		KernelFiles:    []string{"vmlinuz", "*.dtb", "overlays/*.dtbo", "overlays/overlay_map.dtb"},
+		FirmwareFiles:  []string{"*.bin", "*.dat", "*.elf"},
+		Console:        "console=tty1 console=serial0,115200",
+		RootDevice:     "/dev/mmcblk0p",
+		HybridMBR:      true,
+		ConfigTxt:      true,
+	},
+	{
+		Name:         "arm64",
+		Description:  "generic arm64 machines and VMs (UEFI or direct kernel boot; qemu -M virt)",
+		GOARCH:       "arm64",
+		KernelModule: "github.com/gokrazy/kernel.arm64",
+		KernelFiles:  []string{"vmlinuz"},
+		Console:      "console=tty1 console=ttyAMA0,115200",
+		RootDevice:   "/dev/nvme0n1p",
+		QEMU:         "qemu-system-aarch64",
+	},
+	{
+		Name:         "amd64",
+		Description:  "PCs and VMs with x86-64 CPUs (UEFI or direct kernel boot; qemu)",
+		GOARCH:       "amd64",
+		KernelModule: "github.com/gokrazy/kernel.amd64",
+		KernelFiles:  []string{"vmlinuz"},
+		Console:      "console=tty1 console=ttyS0,115200",
+		RootDevice:   "/dev/nvme0n1p",
+		QEMU:         "qemu-system-x86_64",
+	},
+}
+
+// All returns every board, sorted by name.
+func All() []Board {
+	out := append([]Board(nil), all...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Lookup returns the board called name.
+func Lookup(name string) (Board, error) {
+	for _, b := range all {
+		if b.Name == name {
+			return b, nil
+		}
+	}
+	return Board{}, fmt.Errorf("unknown board %q (known: %s)", name, strings.Join(Names(), ", "))
+}
+
+// Names returns the names of all boards, sorted.
+func Names() []string {
+	var names []string
+	for _, b := range All() {
+		names = append(names, b.Name)
+	}
+	return names
+}
+
+// ForGOARCH returns the generic (VM-capable) board for a Go architecture, used
+// by `make run` to pick the host's board.
+func ForGOARCH(goarch string) (Board, error) {
+	for _, b := range all {
+		if b.GOARCH == goarch && b.QEMU != "" {
+			return b, nil
+		}
+	}
+	return Board{}, fmt.Errorf("no VM-capable board for GOARCH %q", goarch)
+}

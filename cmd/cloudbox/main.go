@@ -1,0 +1,58 @@
+// Command cloudbox is the workstation tool: it lists boards, builds disk
+// images and boots them in a VM. Each subcommand is a thin layer over a
+// library package (boards, image, image/vm).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+var commands = []struct {
+	name, summary string
+	run           func(ctx context.Context, args []string) error
+}{
+	{"boards", "list the boards cloudbox images are built for", runBoards},
+	{"image", "build a disk image: --board B --out FILE [--size 2G] [--hostname NAME]", runImage},
+	{"vm", "boot an amd64 or arm64 image under qemu: --image FILE [--http-port 8080]", runVM},
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: cloudbox <command> [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  %-8s %s\n", c.name, c.summary)
+	}
+}
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for _, c := range commands {
+		if c.name != os.Args[1] {
+			continue
+		}
+		err := c.run(ctx, os.Args[2:])
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cloudbox %s: %v\n", c.name, err)
+			os.Exit(1)
+		}
+		return
+	}
+	fmt.Fprintf(os.Stderr, "cloudbox: unknown command %q\n", os.Args[1])
+	usage()
+	os.Exit(2)
+}

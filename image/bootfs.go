@@ -1,0 +1,104 @@
+package image
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cloudbox/cloudbox/boards"
+	"github.com/cloudbox/cloudbox/image/internal/fat"
+)
+
+// cmdlinePadding is appended to cmdline.txt: gokrazy's update code rewrites
+// root= in place and cannot grow the file (shared/docs/gokrazy-image.md §3.1).
+const cmdlinePadding = 64
+
+// Cmdline returns the kernel command line of board b booting root slot from
+// an image with layout l, built from the kernel module's cmdline.txt.
+func kernelCmdline(b boards.Board, l layout, moduleCmdline string, slot int) string {
+	args := []string{}
+	for _, a := range strings.Fields(b.Console) {
+		args = append(args, a)
+	}
+	hasRootwait := false
+	for _, a := range strings.Fields(moduleCmdline) {
+		switch {
+		case strings.HasPrefix(a, "root="):
+			a = l.RootCmdline(slot)
+		case strings.HasPrefix(a, "rootdelay="):
+			// rootwait below waits for the PARTUUID as long as needed,
+			// without the fixed delay.
+			continue
+		case a == "rootwait":
+			hasRootwait = true
+		}
+		args = append(args, a)
+	}
+	if !hasRootwait {
+		args = append(args, "rootwait")
+	}
+	return strings.Join(args, " ")
+}
+
+// bootFiles collects the files of the boot partition: kernel, device trees
+// and firmware from their modules, and the generated cmdline.txt and
+// config.txt.
+func bootFiles(b boards.Board, l layout, kernelDir, firmwareDir string) ([]fat.File, error) {
+	var files []fat.File
+	add := func(dir string, patterns []string) error {
+		for _, pat := range patterns {
+			matches, err := filepath.Glob(filepath.Join(dir, pat))
+			if err != nil {
+				return fmt.Errorf("bad pattern %q: %w", pat, err)
+			}
+			sort.Strings(matches)
+			for _, m := range matches {
+				data, err := os.ReadFile(m)
+				if err != nil {
+					return fmt.Errorf("reading boot file: %w", err)
+				}
+				rel, _ := filepath.Rel(dir, m)
+				files = append(files, fat.File{Path: filepath.ToSlash(rel), Data: data})
+			}
+		}
+		return nil
+	}
+	if err := add(kernelDir, b.KernelFiles); err != nil {
+		return nil, err
+	}
+	if firmwareDir != "" {
+		if err := add(firmwareDir, b.FirmwareFiles); err != nil {
+			return nil, err
+		}
+	}
+	if !hasFile(files, "vmlinuz") {
+		return nil, fmt.Errorf("kernel module %s has no vmlinuz", b.KernelModule)
+	}
+	moduleCmdline, err := os.ReadFile(filepath.Join(kernelDir, "cmdline.txt"))
+	if err != nil {
+		return nil, fmt.Errorf("reading kernel command line: %w", err)
+	}
+	cmdline := kernelCmdline(b, l, string(moduleCmdline), partRootA) + strings.Repeat(" ", cmdlinePadding)
+	files = append(files, fat.File{Path: "cmdline.txt", Data: []byte(cmdline)})
+	if b.ConfigTxt {
+		cfg, err := os.ReadFile(filepath.Join(kernelDir, "config.txt"))
+		if err != nil {
+			return nil, fmt.Errorf("reading config.txt: %w", err)
+		}
+		// The serial console needs the UART enabled.
+		text := strings.ReplaceAll(string(cfg), "enable_uart=0", "enable_uart=1")
+		files = append(files, fat.File{Path: "config.txt", Data: []byte(text)})
+	}
+	return files, nil
+}
+
+func hasFile(files []fat.File, path string) bool {
+	for _, f := range files {
+		if f.Path == path {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,163 @@
+package vm_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudbox/cloudbox/boards"
+	"github.com/cloudbox/cloudbox/image"
+	"github.com/cloudbox/cloudbox/image/vm"
+	"github.com/cloudbox/cloudbox/internal/testenv"
+)
+
+// bootTimeout bounds one boot under TCG emulation on a busy 2-core CI
+// machine; a quiet machine needs well under a minute.
+const bootTimeout = 4 * time.Minute
+
+type status struct {
+	Version  string `json:"version"`
+	Board    string `json:"board"`
+	NodeName string `json:"node_name"`
+	NodeID   string `json:"node_id"`
+	UptimeS  int64  `json:"uptime_s"`
+}
+
+// syncBuffer collects the serial console for the failure message.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// boot starts the image, waits until /api/v1/status answers, stops the VM
+// and returns the status and how long it took to answer.
+func boot(t *testing.T, img string) (status, time.Duration) {
+	t.Helper()
+	port := freePort(t)
+	console := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- vm.Run(ctx, vm.Config{Image: img, HTTPPort: port, Console: console}) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("vm.Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("VM did not stop within 30 s")
+		}
+	}()
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/status", port)
+	deadline := time.Now().Add(bootTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("VM exited before answering: %v\nconsole:\n%s", err, console)
+		default:
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			var st status
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return st, time.Since(start)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("no answer from %s within %v\nconsole:\n%s", url, bootTimeout, console)
+	return status{}, 0
+}
+
+func TestBoot(t *testing.T) {
+	testenv.RequireCommand(t, "qemu-system-x86_64", "qemu-system-x86")
+	testenv.RequireCommand(t, "qemu-system-aarch64", "qemu-system-arm")
+	for _, board := range []string{"amd64", "arm64"} {
+		t.Run(board, func(t *testing.T) {
+			b, err := boards.Lookup(board)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := filepath.Join(t.TempDir(), board+".img")
+			const version = "v0.0.0-boottest"
+			start := time.Now()
+			if _, err := image.Build(context.Background(), image.Config{
+				Board: b, Out: img, Size: 1200 << 20, Hostname: "cbboot", Version: version,
+				SourceDir: testenv.ModuleRoot(t),
+			}); err != nil {
+				t.Fatalf("building image: %v", err)
+			}
+			t.Logf("built %s image in %v", board, time.Since(start).Round(time.Millisecond))
+
+			first, took := boot(t, img)
+			t.Logf("BOOT board=%s first_status_s=%.1f", board, took.Seconds())
+			if first.Version != version || first.Board != board {
+				t.Errorf("status reports version %q board %q, want %q %q", first.Version, first.Board, version, board)
+			}
+			if first.NodeID == "" || first.NodeName != "cbboot" {
+				t.Errorf("status reports node_id %q node_name %q, want an id and cbboot", first.NodeID, first.NodeName)
+			}
+
+			// Boot the same disk again: /perm must have kept the identity.
+			second, took := boot(t, img)
+			t.Logf("BOOT board=%s second_status_s=%.1f", board, took.Seconds())
+			if second.NodeID != first.NodeID {
+				t.Errorf("node_id changed across boots: %q then %q (/perm did not persist)", first.NodeID, second.NodeID)
+			}
+		})
+	}
+}
+
+func TestInspectRefusesNonImages(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.img")
+	if err := os.WriteFile(junk, bytes.Repeat([]byte{0xa5}, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, path string }{
+		{"missing", filepath.Join(dir, "nope.img")},
+		{"junk", junk},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := vm.Inspect(tc.path); err == nil {
+				t.Fatal("Inspect accepted a file that is not a cloudbox image")
+			}
+		})
+	}
+}

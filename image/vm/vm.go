@@ -1,0 +1,207 @@
+// Package vm boots a cloudbox disk image under qemu-system, for development
+// (`cloudbox vm`, `make run`) and for the image tests. It uses direct kernel
+// boot: the kernel and command line are read from the image's own boot
+// partition, so what boots is exactly what was built. The disk is attached as
+// NVMe (a device name gokrazy's root-device logic knows), the network is
+// qemu's user-mode network on a documentation range, and the panel's port 80
+// is forwarded to a port on 127.0.0.1. It does not use KVM: qemu's TCG
+// emulation works everywhere, if slowly.
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cloudbox/cloudbox/image/internal/fat"
+	"github.com/cloudbox/cloudbox/image/internal/gpt"
+)
+
+// GPT root partition type GUIDs in on-disk byte order (first three groups
+// little-endian), by Go architecture.
+var rootTypes = map[string][16]byte{
+	"amd64": gpt.GUID(gpt.TypeRootAMD64),
+	"arm64": gpt.GUID(gpt.TypeRootARM64),
+}
+
+// Config says which image to boot and how. Zero values are documented per
+// field.
+type Config struct {
+	// Image is the disk image file; required. The VM writes to it (/perm).
+	Image string
+	// HTTPPort is the port on 127.0.0.1 forwarded to the box's port 80;
+	// zero means 8080.
+	HTTPPort int
+	// Memory is the guest RAM in MiB; zero means 1024.
+	Memory int
+	// CPUs is the number of guest CPUs; zero means 2.
+	CPUs int
+	// Console receives the guest's serial console; nil discards it.
+	Console io.Writer
+	// Network is the IPv4 network of qemu's user-mode network; zero means
+	// 192.0.2.0/24 (a documentation range).
+	Network string
+	// Logger receives events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Machine describes how an image boots.
+type Machine struct {
+	GOARCH  string
+	QEMU    string // qemu-system binary
+	Kernel  []byte
+	Cmdline string
+}
+
+// Inspect reads what is needed to boot the image: its architecture (from the
+// type of the root partition) and the kernel and command line from its boot
+// partition.
+func Inspect(path string) (Machine, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Machine{}, fmt.Errorf("opening image: %w", err)
+	}
+	defer f.Close()
+	parts, err := gpt.Read(f)
+	if err != nil {
+		return Machine{}, fmt.Errorf("reading partition table of %s: %w", path, err)
+	}
+	if len(parts) < 4 {
+		return Machine{}, fmt.Errorf("%s has %d partitions, want the 4 of a cloudbox image", path, len(parts))
+	}
+	var m Machine
+	for arch, t := range rootTypes {
+		if parts[1].Type == t {
+			m.GOARCH = arch
+		}
+	}
+	if m.GOARCH == "" {
+		return Machine{}, fmt.Errorf("%s: root partition type is not amd64 or arm64", path)
+	}
+	bootOff := parts[0].Offset()
+	if _, err := fat.ReadFile(f, bootOff, "bootcode.bin"); err == nil {
+		return Machine{}, errors.New("this is a Raspberry Pi image: qemu cannot emulate the Pi's firmware; build the arm64 board for a VM")
+	}
+	if m.Kernel, err = fat.ReadFile(f, bootOff, "vmlinuz"); err != nil {
+		return Machine{}, fmt.Errorf("reading the kernel from the boot partition: %w", err)
+	}
+	cmdline, err := fat.ReadFile(f, bootOff, "cmdline.txt")
+	if err != nil {
+		return Machine{}, fmt.Errorf("reading cmdline.txt from the boot partition: %w", err)
+	}
+	m.Cmdline = strings.TrimSpace(string(cmdline))
+	m.QEMU = map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[m.GOARCH]
+	return m, nil
+}
+
+// Args returns the qemu command line for machine m with kernel at
+// kernelPath.
+func (c Config) Args(m Machine, kernelPath string) []string {
+	c.setDefaults()
+	args := []string{
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-accel", "tcg,thread=multi",
+		"-m", strconv.Itoa(c.Memory),
+		"-smp", strconv.Itoa(c.CPUs),
+		"-kernel", kernelPath,
+		"-append", m.Cmdline,
+		"-drive", "file=" + c.Image + ",if=none,id=disk0,format=raw,cache=writeback",
+		"-device", "nvme,drive=disk0,serial=cloudbox0",
+		"-netdev", fmt.Sprintf("user,id=net0,net=%s,hostfwd=tcp:127.0.0.1:%d-:80", c.Network, c.HTTPPort),
+		"-device", "virtio-net-pci,netdev=net0",
+		"-serial", "stdio",
+		"-device", "virtio-rng-pci",
+	}
+	switch m.GOARCH {
+	case "amd64":
+		// The gokrazy amd64 kernel needs a CPU newer than qemu64.
+		args = append(args, "-machine", "q35", "-cpu", "max")
+	case "arm64":
+		args = append(args, "-machine", "virt", "-cpu", "cortex-a72")
+	}
+	return args
+}
+
+func (c *Config) setDefaults() {
+	if c.HTTPPort == 0 {
+		c.HTTPPort = 8080
+	}
+	if c.Memory == 0 {
+		c.Memory = 1024
+	}
+	if c.CPUs == 0 {
+		c.CPUs = 2
+	}
+	if c.Network == "" {
+		c.Network = "192.0.2.0/24"
+	}
+	if c.Console == nil {
+		c.Console = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run boots the image and returns when the VM powers off or ctx is done (the
+// VM is then stopped). A VM that exits because ctx ended returns nil.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	m, err := Inspect(cfg.Image)
+	if err != nil {
+		return err
+	}
+	qemu, err := exec.LookPath(m.QEMU)
+	if err != nil {
+		return fmt.Errorf("%s not found: install it with `apt-get install qemu-system-x86 qemu-system-arm`", m.QEMU)
+	}
+	dir, err := os.MkdirTemp("", "cloudbox-vm-")
+	if err != nil {
+		return fmt.Errorf("creating VM work directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	kernel := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(kernel, m.Kernel, 0o644); err != nil {
+		return fmt.Errorf("extracting kernel: %w", err)
+	}
+	cmd := exec.Command(qemu, cfg.Args(m, kernel)...)
+	cmd.Stdout = cfg.Console
+	cmd.Stderr = cfg.Console
+	// qemu gets its own process group so a terminal's Ctrl-C reaches us
+	// first and we stop the VM deliberately.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", m.QEMU, err)
+	}
+	cfg.Logger.Info("vm started", "qemu", m.QEMU, "pid", cmd.Process.Pid, "panel", fmt.Sprintf("http://127.0.0.1:%d/", cfg.HTTPPort))
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			return fmt.Errorf("qemu exited: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		// SIGTERM makes qemu close the disk cleanly; kill if it lingers.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-waitErr:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-waitErr
+		}
+		cfg.Logger.Info("vm stopped")
+		return nil
+	}
+}

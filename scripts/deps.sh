@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs (as root) or names (otherwise) the Debian packages cloudbox's
+# build, VM runner and tests need. Usage: scripts/deps.sh [run|test]
+set -euo pipefail
+need=(
+  "go:golang"                       # checked, not installed: see README
+  "qemu-system-x86_64:qemu-system-x86"
+  "qemu-system-aarch64:qemu-system-arm"
+  "sfdisk:fdisk"
+  "fsck.vfat:dosfstools"
+  "mdir:mtools"
+  "unsquashfs:squashfs-tools"
+  "e2fsck:e2fsprogs"
+  "debugfs:e2fsprogs"
+  "update-ca-certificates:ca-certificates"
+  "curl:curl"
+)
+missing=()
+for entry in "${need[@]}"; do
+  cmd=${entry%%:*} pkg=${entry#*:}
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/sbin/$cmd" ] && ! [ -x "/usr/sbin/$cmd" ]; then
+    if [ "$cmd" = go ]; then
+      echo "Go is not installed: install Go 1.26 or newer from the Go project's downloads (Debian's golang package is too old)" >&2
+      exit 1
+    fi
+    missing+=("$pkg")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" -eq 0 ]; then
+  echo "installing: $pkgs" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+else
+  echo "missing tools; install them with:" >&2
+  echo "  sudo apt-get install -y $pkgs" >&2
+  exit 1
+fi
