@@ -147,7 +147,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	rootA := l.Parts[partRootA-1]
-	rootBytes, err := writeRoot(ctx, &cfg, f, rootA, binDir, kernelDir, work)
+	rootBytes, err := writeRoot(&cfg, f, rootA, binDir, kernelDir)
 	if err != nil {
 		return Result{}, err
 	}

@@ -293,7 +293,7 @@ func TestImageStructure(t *testing.T) {
 
 			root := run(t, unsquashfs, "-o", fmt.Sprint(l.Parts[1].Offset()), "-lls", res.Path)
 			for _, want := range []string{"squashfs-root/gokrazy/init", "squashfs-root/user/cloudboxd", "squashfs-root/gokrazy/dhcp",
-				"squashfs-root/etc/ssl/ca-bundle.pem", "squashfs-root/etc/zoneinfo.zip", "squashfs-root/var -> perm/var", "squashfs-root/lib/modules/"} {
+				"squashfs-root/etc/ssl/ca-bundle.pem", "squashfs-root/etc/zoneinfo.zip", "squashfs-root/var -> /perm/var", "squashfs-root/lib/modules/"} {
 				if !strings.Contains(root, want) {
 					t.Errorf("root squashfs lacks %s", want)
 				}

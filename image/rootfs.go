@@ -3,8 +3,6 @@ package image
 import (
 	"archive/zip"
 	"bytes"
-	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,9 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/squashfs"
-	"golang.org/x/sys/unix"
+	"github.com/cloudbox/cloudbox/image/internal/squashfs"
 )
 
 // rootEntry is one file, directory or symlink of the root filesystem.
@@ -37,14 +33,8 @@ func rootTree(cfg *Config, binDir, kernelDir string) (map[string]rootEntry, erro
 		t["gokrazy/"+name] = rootEntry{Mode: 0o755, Source: filepath.Join(binDir, name)}
 	}
 	t["user/cloudboxd"] = rootEntry{Mode: 0o755, Source: filepath.Join(binDir, "cloudboxd")}
-	// Symlinks are relative and their targets exist in the tree: the
-	// squashfs writer (go-diskfs) lists extended attributes through each
-	// link, so a link that dangles on the build host fails the build. The
-	// placeholders are hidden at run time by the /perm and /tmp mounts.
-	t["var"] = rootEntry{Mode: fs.ModeSymlink | 0o777, Target: "perm/var"}
-	t["perm/var"] = dir
-	t["etc/resolv.conf"] = rootEntry{Mode: fs.ModeSymlink | 0o777, Target: "../tmp/resolv.conf"}
-	t["tmp/resolv.conf"] = rootEntry{Mode: 0o644}
+	t["var"] = rootEntry{Mode: fs.ModeSymlink | 0o777, Target: "/perm/var"}
+	t["etc/resolv.conf"] = rootEntry{Mode: fs.ModeSymlink | 0o777, Target: "/tmp/resolv.conf"}
 	// gokrazy passes the file to sethostname as it is: no newline.
 	t["etc/hostname"] = rootEntry{Mode: 0o644, Data: []byte(cfg.Hostname)}
 	t["etc/hosts"] = rootEntry{Mode: 0o644, Data: []byte("127.0.0.1 localhost\n::1 localhost\n127.0.1.1 " + cfg.Hostname + "\n")}
@@ -111,118 +101,31 @@ func zipMember(data []byte, name string) ([]byte, error) {
 
 // writeRoot builds the root squashfs and writes it into partition p of the
 // image. It returns the size of the filesystem.
-func writeRoot(ctx context.Context, cfg *Config, img io.WriterAt, p partition, binDir, kernelDir, work string) (int64, error) {
+func writeRoot(cfg *Config, img io.WriterAt, p partition, binDir, kernelDir string) (int64, error) {
 	tree, err := rootTree(cfg, binDir, kernelDir)
 	if err != nil {
 		return 0, err
 	}
-	sqPath := filepath.Join(work, "root.squashfs")
-	sqFile, err := os.Create(sqPath)
-	if err != nil {
-		return 0, fmt.Errorf("creating squashfs: %w", err)
-	}
-	defer sqFile.Close()
-	sq, err := squashfs.Create(file.New(sqFile, false), p.Size(), 0, 0)
-	if err != nil {
-		return 0, fmt.Errorf("creating squashfs: %w", err)
-	}
-	ws := sq.Workspace()
-	defer os.RemoveAll(ws)
-	if err := populate(ws, tree, cfg.epoch().Unix()); err != nil {
-		return 0, err
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	zero := uint32(0)
-	cwd, _ := os.Getwd()
-	os.Chdir(ws) // TEMPORARY: go-diskfs readlinks relative to the cwd
-	defer os.Chdir(cwd)
-	if err := sq.Finalize(squashfs.FinalizeOptions{
-		Compression: &squashfs.CompressorGzip{CompressionLevel: 9, WindowSize: 15},
-		FileUID:     &zero,
-		FileGID:     &zero,
-	}); err != nil {
-		return 0, fmt.Errorf("writing squashfs: %w", err)
-	}
-
-	// Superblock (squashfs 4.0): modification time at byte 8 is the only
-	// field that depends on the clock; bytes_used at byte 40.
-	var sb [96]byte
-	if _, err := sqFile.ReadAt(sb[:], 0); err != nil {
-		return 0, fmt.Errorf("reading squashfs superblock: %w", err)
-	}
-	binary.LittleEndian.PutUint32(sb[8:], uint32(cfg.epoch().Unix()))
-	if _, err := sqFile.WriteAt(sb[8:12], 8); err != nil {
-		return 0, fmt.Errorf("stamping squashfs time: %w", err)
-	}
-	used := int64(binary.LittleEndian.Uint64(sb[40:]))
-	padded := (used + 4095) / 4096 * 4096
-	if padded > p.Size() {
-		return 0, fmt.Errorf("root filesystem is %d MiB, more than the %d MiB root slot", padded>>20, p.Size()>>20)
-	}
-	if _, err := io.Copy(io.NewOffsetWriter(img, p.Offset()), io.NewSectionReader(sqFile, 0, padded)); err != nil {
-		return 0, fmt.Errorf("copying squashfs into the image: %w", err)
-	}
-	return padded, nil
-}
-
-// populate writes tree into dir with every timestamp set to epoch.
-func populate(dir string, tree map[string]rootEntry, epoch int64) error {
-	names := sortedKeys(tree)
-	for _, name := range names {
+	entries := make([]squashfs.Entry, 0, len(tree))
+	for _, name := range sortedKeys(tree) {
 		e := tree[name]
-		dst := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("creating %s: %w", name, err)
-		}
-		var err error
-		switch {
-		case e.Mode&fs.ModeDir != 0:
-			err = os.MkdirAll(dst, e.Mode.Perm())
-		case e.Mode&fs.ModeSymlink != 0:
-			err = os.Symlink(e.Target, dst)
-		case e.Source != "":
-			err = copyFile(dst, e.Source)
-		default:
-			err = os.WriteFile(dst, e.Data, e.Mode.Perm())
-		}
-		if err != nil {
-			return fmt.Errorf("adding /%s to the root filesystem: %w", name, err)
-		}
-		if e.Mode&fs.ModeSymlink == 0 {
-			if err := os.Chmod(dst, e.Mode.Perm()); err != nil {
-				return fmt.Errorf("setting mode of /%s: %w", name, err)
+		if e.Source != "" {
+			if e.Data, err = os.ReadFile(e.Source); err != nil {
+				return 0, fmt.Errorf("reading /%s for the root filesystem: %w", name, err)
 			}
 		}
+		entries = append(entries, squashfs.Entry{Path: name, Mode: e.Mode, Data: e.Data, Target: e.Target})
 	}
-	// Timestamps last: changing a child's times does not touch its
-	// directory, so one pass in any order is enough.
-	ts := []unix.Timespec{unix.NsecToTimespec(epoch * 1e9), unix.NsecToTimespec(epoch * 1e9)}
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("setting time of %s: %w", p, err)
-		}
-		return nil
-	})
-}
-
-func copyFile(dst, src string) error {
-	in, err := os.Open(src)
+	var buf bytes.Buffer
+	n, err := squashfs.Write(&buf, entries, squashfs.Options{ModTime: cfg.epoch()})
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("writing root squashfs: %w", err)
 	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
+	if n > p.Size() {
+		return 0, fmt.Errorf("root filesystem is %d MiB, more than the %d MiB root slot", n>>20, p.Size()>>20)
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
+	if _, err := img.WriteAt(buf.Bytes(), p.Offset()); err != nil {
+		return 0, fmt.Errorf("writing root filesystem into the image: %w", err)
 	}
-	return out.Close()
+	return n, nil
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cloudbox/cloudbox/internal/testenv"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cloudbox-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "cloudbox")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestBoards(t *testing.T) {
+	out, err := exec.Command(bin, "boards").Output()
+	if err != nil {
+		t.Fatalf("cloudbox boards: %v", err)
+	}
+	for _, want := range []string{"rpi", "arm64", "amd64", "Raspberry Pi"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("cloudbox boards output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestImageBadInput checks that bad input gets a one-line error, exit
+// status 1 and no file left behind.
+func TestImageBadInput(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "plainfile")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "box.img")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown board", []string{"--board", "pdp11", "--out", out}, `unknown board "pdp11"`},
+		{"no board", []string{"--out", out}, "no board given"},
+		{"size too small", []string{"--board", "amd64", "--out", out, "--size", "1G"}, "too small"},
+		{"bad size", []string{"--board", "amd64", "--out", out, "--size", "big"}, "invalid size"},
+		{"unwritable output", []string{"--board", "amd64", "--out", filepath.Join(notDir, "box.img")}, "cannot write image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin, append([]string{"image"}, tc.args...)...)
+			cmd.Dir = testenv.ModuleRoot(t)
+			stderr, err := cmd.CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1; output:\n%s", err, stderr)
+			}
+			msg := strings.TrimSpace(string(stderr))
+			if !strings.Contains(msg, tc.want) || strings.Count(msg, "\n") != 0 {
+				t.Errorf("error output %q: want one line containing %q", msg, tc.want)
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if e.Name() != "plainfile" {
+					t.Errorf("left %s behind", e.Name())
+				}
+			}
+		})
+	}
+}
+
+func TestVMNeedsImage(t *testing.T) {
+	out, err := exec.Command(bin, "vm").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no image given") {
+		t.Errorf("cloudbox vm without --image: err %v, output %q", err, out)
+	}
+}
