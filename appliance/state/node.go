@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cloudbox/cloudbox/internal/atomicfile"
 )
 
 // DefaultDir is the state directory on a box: gokrazy mounts the writable
@@ -140,7 +142,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, b, 0o600); err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("writing node state: %w", err)
 	}
 	log.Info("node identity created", "path", path, "node_id", n.ID(), "name", n.Name)
@@ -157,7 +159,7 @@ func ensureDir(dir string) error {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return fmt.Errorf("creating state directory: %w", err)
 		}
-		return syncDir(filepath.Dir(dir))
+		return atomicfile.SyncDir(filepath.Dir(dir))
 	}
 	if !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("creating state directory: %w; its parent must exist and be writable (on a box: is /perm mounted?)", err)
@@ -201,7 +203,7 @@ func moveAside(path string, now time.Time) (string, error) {
 	if err := os.Rename(path, target); err != nil {
 		return "", err
 	}
-	return target, syncDir(filepath.Dir(path))
+	return target, atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // hostName returns the host name if it is a valid node name, else
