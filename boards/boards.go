@@ -64,6 +64,13 @@ type Board struct {
 	// ConfigTxt says whether config.txt (Raspberry Pi firmware settings) is
 	// written to the boot partition.
 	ConfigTxt bool
+	// UEFIBootManager is the path, on the build host, of a UEFI boot
+	// manager installed as the removable-media boot program
+	// (/EFI/BOOT/<UEFIBootName>) with a loader entry for the kernel; empty
+	// for boards that boot without UEFI. The kernel is EFI-stub capable,
+	// but firmware passes no command line to it, hence the boot manager.
+	UEFIBootManager string
+	UEFIBootName    string
 	// QEMU is the qemu-system binary that can boot this board, or empty when
 	// the board cannot be emulated (the Pi's firmware and SoC).
 	QEMU string
@@ -102,6 +109,9 @@ var all = []Board{
 		Console:      "console=tty1 console=ttyS0,115200",
 		RootDevice:   "/dev/nvme0n1p",
 		QEMU:         "qemu-system-x86_64",
+		// systemd-boot from Debian's systemd-boot-efi package.
+		UEFIBootManager: "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+		UEFIBootName:    "BOOTX64.EFI",
 	},
 }
 

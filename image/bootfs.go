@@ -82,6 +82,20 @@ func bootFiles(b boards.Board, l layout, kernelDir, firmwareDir string) ([]fat.F
 	}
 	cmdline := kernelCmdline(b, l, string(moduleCmdline), partRootA) + strings.Repeat(" ", cmdlinePadding)
 	files = append(files, fat.File{Path: "cmdline.txt", Data: []byte(cmdline)})
+	if b.UEFIBootManager != "" {
+		efi, err := os.ReadFile(b.UEFIBootManager)
+		if err != nil {
+			return nil, fmt.Errorf("reading the UEFI boot manager (install it with `apt-get install systemd-boot-efi`): %w", err)
+		}
+		// systemd-boot's configuration; gokrazy's update code rewrites
+		// root= in loader/entries/gokrazy.conf as it does in cmdline.txt,
+		// so the entry carries the same padded command line.
+		files = append(files,
+			fat.File{Path: "EFI/BOOT/" + b.UEFIBootName, Data: efi},
+			fat.File{Path: "loader/loader.conf", Data: []byte("default gokrazy.conf\ntimeout 0\n")},
+			fat.File{Path: "loader/entries/gokrazy.conf", Data: []byte("title cloudbox\nlinux /vmlinuz\noptions " + cmdline + "\n")},
+		)
+	}
 	if b.ConfigTxt {
 		cfg, err := os.ReadFile(filepath.Join(kernelDir, "config.txt"))
 		if err != nil {

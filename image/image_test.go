@@ -281,6 +281,15 @@ func TestImageStructure(t *testing.T) {
 					t.Errorf("config.txt does not enable the UART:\n%s", cfg)
 				}
 			}
+			if b.UEFIBootManager != "" {
+				if efi := run(t, mdir, "-i", imgAt, "-b", "::/EFI/BOOT"); !strings.Contains(efi, b.UEFIBootName) {
+					t.Errorf("UEFI boot manager missing from /EFI/BOOT:\n%s", efi)
+				}
+				entry := run(t, mtype, "-i", imgAt, "::/loader/entries/gokrazy.conf")
+				if !strings.Contains(entry, "linux /vmlinuz") || !strings.Contains(entry, l.RootCmdline(2)) {
+					t.Errorf("loader entry lacks the kernel or root=:\n%s", entry)
+				}
+			}
 			cmdline := run(t, mtype, "-i", imgAt, "::/cmdline.txt")
 			for _, want := range []string{l.RootCmdline(2), "init=/gokrazy/init", "rootwait"} {
 				if !strings.Contains(cmdline, want) {

@@ -14,10 +14,16 @@ need=(
   "debugfs:e2fsprogs"
   "update-ca-certificates:ca-certificates"
   "curl:curl"
+  "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"
+  "/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf"
 )
 missing=()
 for entry in "${need[@]}"; do
   cmd=${entry%%:*} pkg=${entry#*:}
+  if [[ $cmd == /* ]]; then
+    [ -e "$cmd" ] || missing+=("$pkg")
+    continue
+  fi
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/sbin/$cmd" ] && ! [ -x "/usr/sbin/$cmd" ]; then
     if [ "$cmd" = go ]; then
       echo "Go is not installed: install Go 1.26 or newer from the Go project's downloads (Debian's golang package is too old)" >&2

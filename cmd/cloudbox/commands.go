@@ -75,13 +75,14 @@ func runVM(ctx context.Context, args []string) error {
 	port := fs.Int("http-port", 8080, "port on 127.0.0.1 forwarded to the panel")
 	mem := fs.Int("memory", 1024, "guest memory in MiB")
 	quiet := fs.Bool("quiet", false, "do not show the serial console")
+	uefi := fs.Bool("uefi", false, "boot through UEFI firmware (OVMF) and the image's boot manager, as a PC does (amd64)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *img == "" {
 		return fmt.Errorf("no image given: pass --image FILE (build one with `cloudbox image`)")
 	}
-	cfg := vm.Config{Image: *img, HTTPPort: *port, Memory: *mem, Console: os.Stdout, Logger: slog.Default()}
+	cfg := vm.Config{Image: *img, HTTPPort: *port, Memory: *mem, Console: os.Stdout, UEFI: *uefi, Logger: slog.Default()}
 	if *quiet {
 		cfg.Console = nil
 	}

@@ -61,14 +61,14 @@ func freePort(t *testing.T) int {
 
 // boot starts the image, waits until /api/v1/status answers, stops the VM
 // and returns the status and how long it took to answer.
-func boot(t *testing.T, img string) (status, time.Duration) {
+func boot(t *testing.T, img string, uefi bool) (status, time.Duration) {
 	t.Helper()
 	port := freePort(t)
 	console := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- vm.Run(ctx, vm.Config{Image: img, HTTPPort: port, Console: console}) }()
+	go func() { done <- vm.Run(ctx, vm.Config{Image: img, HTTPPort: port, Console: console, UEFI: uefi}) }()
 	defer func() {
 		cancel()
 		select {
@@ -125,7 +125,7 @@ func TestBoot(t *testing.T) {
 			}
 			t.Logf("built %s image in %v", board, time.Since(start).Round(time.Millisecond))
 
-			first, took := boot(t, img)
+			first, took := boot(t, img, false)
 			t.Logf("BOOT board=%s first_status_s=%.1f", board, took.Seconds())
 			if first.Version != version || first.Board != board {
 				t.Errorf("status reports version %q board %q, want %q %q", first.Version, first.Board, version, board)
@@ -135,10 +135,20 @@ func TestBoot(t *testing.T) {
 			}
 
 			// Boot the same disk again: /perm must have kept the identity.
-			second, took := boot(t, img)
+			second, took := boot(t, img, false)
 			t.Logf("BOOT board=%s second_status_s=%.1f", board, took.Seconds())
 			if second.NodeID != first.NodeID {
 				t.Errorf("node_id changed across boots: %q then %q (/perm did not persist)", first.NodeID, second.NodeID)
+			}
+			if b.UEFIBootManager == "" {
+				return
+			}
+			// As a PC does: firmware, the image's boot manager, its loader
+			// entry, the kernel.
+			third, took := boot(t, img, true)
+			t.Logf("BOOT board=%s uefi_status_s=%.1f", board, took.Seconds())
+			if third.NodeID != first.NodeID || third.Version != version {
+				t.Errorf("UEFI boot: node_id %q version %q, want %q %q", third.NodeID, third.Version, first.NodeID, version)
 			}
 		})
 	}

@@ -50,9 +50,20 @@ type Config struct {
 	// Network is the IPv4 network of qemu's user-mode network; zero means
 	// 192.0.2.0/24 (a documentation range).
 	Network string
+	// UEFI boots through the image's own UEFI boot manager with qemu's
+	// OVMF firmware, as a PC would, instead of direct kernel boot. amd64
+	// only.
+	UEFI bool
 	// Logger receives events; nil discards them.
 	Logger *slog.Logger
 }
+
+// OVMF firmware from Debian's ovmf package: code (read-only) and a template
+// of the variable store, which each VM gets a private copy of.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
 
 // Machine describes how an image boots.
 type Machine struct {
@@ -103,9 +114,9 @@ func Inspect(path string) (Machine, error) {
 	return m, nil
 }
 
-// Args returns the qemu command line for machine m with kernel at
-// kernelPath.
-func (c Config) Args(m Machine, kernelPath string) []string {
+// Args returns the qemu command line for machine m: direct boot of the kernel
+// at kernelPath, or, with UEFI, the firmware variable store at varsPath.
+func (c Config) Args(m Machine, kernelPath, varsPath string) []string {
 	c.setDefaults()
 	args := []string{
 		"-nodefaults", "-no-user-config",
@@ -113,15 +124,22 @@ func (c Config) Args(m Machine, kernelPath string) []string {
 		"-accel", "tcg,thread=multi",
 		"-m", strconv.Itoa(c.Memory),
 		"-smp", strconv.Itoa(c.CPUs),
-		"-kernel", kernelPath,
-		"-append", m.Cmdline,
-		"-drive", "file=" + c.Image + ",if=none,id=disk0,format=raw,cache=writeback",
+	}
+	if c.UEFI {
+		args = append(args,
+			"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
+			"-drive", "if=pflash,format=raw,file="+varsPath)
+	} else {
+		args = append(args, "-kernel", kernelPath, "-append", m.Cmdline)
+	}
+	args = append(args,
+		"-drive", "file="+c.Image+",if=none,id=disk0,format=raw,cache=writeback",
 		"-device", "nvme,drive=disk0,serial=cloudbox0",
 		"-netdev", fmt.Sprintf("user,id=net0,net=%s,hostfwd=tcp:127.0.0.1:%d-:80", c.Network, c.HTTPPort),
 		"-device", "virtio-net-pci,netdev=net0",
 		"-serial", "stdio",
 		"-device", "virtio-rng-pci",
-	}
+	)
 	switch m.GOARCH {
 	case "amd64":
 		// The gokrazy amd64 kernel needs a CPU newer than qemu64.
@@ -174,7 +192,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.WriteFile(kernel, m.Kernel, 0o644); err != nil {
 		return fmt.Errorf("extracting kernel: %w", err)
 	}
-	cmd := exec.Command(qemu, cfg.Args(m, kernel)...)
+	vars := filepath.Join(dir, "OVMF_VARS.fd")
+	if cfg.UEFI {
+		if m.GOARCH != "amd64" {
+			return fmt.Errorf("UEFI boot is supported for amd64 images only; boot %s images directly", m.GOARCH)
+		}
+		data, err := os.ReadFile(ovmfVars)
+		if err != nil {
+			return fmt.Errorf("UEFI firmware not found (install it with `apt-get install ovmf`): %w", err)
+		}
+		if err := os.WriteFile(vars, data, 0o644); err != nil {
+			return fmt.Errorf("copying UEFI variable store: %w", err)
+		}
+	}
+	cmd := exec.Command(qemu, cfg.Args(m, kernel, vars)...)
 	cmd.Stdout = cfg.Console
 	cmd.Stderr = cfg.Console
 	// qemu gets its own process group so a terminal's Ctrl-C reaches us
