@@ -1,5 +1,5 @@
 // Command cloudbox is the workstation tool: it lists boards, builds disk
-// images and boots them in a VM. Each subcommand is a thin layer over a
+// images, boots them in a VM, founds communities and invites boxes. Each subcommand is a thin layer over a
 // library package (boards, image, image/vm).
 package main
 
@@ -20,7 +20,9 @@ var commands = []struct {
 }{
 	{"boards", "list the boards cloudbox images are built for", runBoards},
 	{"image", "build a disk image: --board B --out FILE [--size 2G] [--hostname NAME]", runImage},
-	{"vm", "boot an amd64 or arm64 image under qemu: --image FILE [--http-port 8080]", runVM},
+	{"vm", "boot an amd64 or arm64 image under qemu: --image FILE [--http-port 8080] [--uefi]", runVM},
+	{"community", "found a community on a box: community init --state-dir DIR --name NAME [--range PREFIX]", runCommunity},
+	{"invite", "print a one-time invitation: --state-dir DIR --bootstrap ADDR:PORT [--name N] [--expires 72h]", runInvite},
 }
 
 func usage() {

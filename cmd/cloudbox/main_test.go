@@ -88,3 +88,35 @@ func TestVMNeedsImage(t *testing.T) {
 		t.Errorf("cloudbox vm without --image: err %v, output %q", err, out)
 	}
 }
+
+func TestCommunityAndInvite(t *testing.T) {
+	founder := filepath.Join(t.TempDir(), "founder")
+	run := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("community", "init", "--state-dir", founder, "--name", "testnet", "--range", "198.18.0.0/15"); err != nil || !strings.Contains(out, "198.18.0.1") {
+		t.Fatalf("community init: %v\n%s", err, out)
+	}
+	if out, err := run("community", "init", "--state-dir", founder, "--name", "again"); err == nil || !strings.Contains(out, "already a member") {
+		t.Errorf("second community init: %v\n%s", err, out)
+	}
+	out, err := run("invite", "--state-dir", founder, "--name", "box2", "--bootstrap", "192.0.2.1:51820")
+	if err != nil || !strings.HasPrefix(out, "cloudbox-invite:") {
+		t.Fatalf("invite: %v\n%s", err, out)
+	}
+	member := filepath.Join(t.TempDir(), "member")
+	if out, err := run("invite", "--state-dir", member, "--bootstrap", "192.0.2.1:51820"); err == nil || !strings.Contains(out, "cloudbox invite:") {
+		t.Errorf("invite from a box outside any community: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"community", "init", "--state-dir", member},
+		{"community", "init", "--state-dir", member, "--name", "x", "--range", "2001:db8::/64"},
+		{"invite", "--state-dir", founder},
+		{"invite", "--state-dir", founder, "--bootstrap", "not-an-endpoint"},
+	} {
+		if out, err := run(args...); err == nil || !strings.Contains(out, "cloudbox ") {
+			t.Errorf("cloudbox %v: %v, want an error naming the command\n%s", args, err, out)
+		}
+	}
+}
