@@ -14,6 +14,12 @@ need=(
   "debugfs:e2fsprogs"
   "update-ca-certificates:ca-certificates"
   "curl:curl"
+  "ip:iproute2"
+  "nft:nftables"
+  "iperf3:iperf3"
+  "tcpdump:tcpdump"
+  "ping:iputils-ping"
+  "dig:dnsutils"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"
   "/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf"
 )

@@ -1,0 +1,35 @@
+// Package transport carries the overlay's packets between boxes: it is the
+// conn.Bind that wireguard-go's device sends and receives through, and it
+// decides, packet by packet, which underlay path reaches a peer.
+//
+// WireGuard messages (first byte 1 to 4 followed by three zero bytes) travel
+// on direct paths exactly as wireguard-go sends them, with no extra header.
+// Everything the transport adds starts with Magic (0xCB), a byte WireGuard
+// never uses as a message type, followed by a type byte:
+//
+//	relay forward  0xCB 0x01 dst node key (32)    inner packet   A -> R
+//	relayed        0xCB 0x02 src node key (32)    inner packet   R -> B
+//	disco          0xCB 0x03 sender node key (32) nonce (24) box  any -> any
+//
+// The inner packet of a relay envelope is a WireGuard message or a disco
+// message; the relay rewrites the header in place and forwards the rest
+// untouched. It cannot read it: WireGuard sessions and disco boxes exist only
+// between the two ends. A relay forwards only between peers it is configured
+// with, only from an address it knows belongs to the sender, and only to a
+// peer it reaches directly (no second hop).
+//
+// Disco (package overlay/disco) finds the paths: every box pings every
+// candidate endpoint of every peer, keeps round-trip times and the time of
+// the last pong, and sends over the best live direct path; without one it
+// relays through another peer that both ends reach directly, and goes back
+// to direct as soon as a direct pong arrives. While relayed it sends a
+// call-me-maybe through the relay so that both ends ping each other at the
+// same moment, which opens most NAT mappings (hole punching).
+//
+// WireGuard is configured with one Endpoint per peer (ParseEndpoint of the
+// peer's node key in hex) and with roaming disabled, so WireGuard never
+// changes where it sends; the Bind does.
+//
+// The package does not manage WireGuard itself, the TUN device, or which
+// peers exist: the owner (overlay.Engine) calls SetPeers.
+package transport
