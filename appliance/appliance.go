@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,9 +63,16 @@ type Config struct {
 	Board   string
 
 	// Components adds entries to the "components" status, by name, next to
-	// the ones Run registers itself. A name Run already uses ("state") is an
-	// error. Nil adds none. The functions are called concurrently.
+	// the ones Run registers itself. A name Run already uses ("state",
+	// "overlay") is an error. Nil adds none. The functions are called
+	// concurrently.
 	Components map[string]StatusFunc
+
+	// Overlay configures the overlay: the encrypted mesh between the boxes
+	// of a community. The zero value runs it with the defaults when the
+	// box is a member of a community and leaves it off otherwise (no TUN
+	// device or root needed then); see OverlayConfig.
+	Overlay OverlayConfig
 
 	// ShutdownTimeout bounds the graceful shutdown once ctx is done; after it
 	// the remaining connections are closed. Zero means
@@ -105,12 +113,15 @@ func (c Config) withDefaults() Config {
 }
 
 // Run runs the daemon until ctx is done: it opens (or creates) the node
-// identity in cfg.StateDir, serves HTTP, and on cancellation shuts the server
-// down within cfg.ShutdownTimeout. It returns nil after a shutdown requested
-// through ctx, and an error if the state cannot be opened or the server cannot
-// listen or serve. Run returns after the server has stopped; the only
-// goroutines that may outlive it briefly are net/http's own for connections
-// cut after a shutdown timeout.
+// identity in cfg.StateDir, joins a community if cfg.Overlay asks it to, runs
+// the overlay when the box is a member, serves HTTP, and on cancellation
+// shuts everything down, the HTTP server within cfg.ShutdownTimeout. It
+// returns nil after a shutdown requested through ctx, and an error if the
+// state cannot be opened, the join token is invalid or refused, the overlay
+// cannot run (no TUN device, no CAP_NET_ADMIN, port in use) or the server
+// cannot listen or serve. Run returns after the server and the overlay have
+// stopped; the only goroutines that may outlive it briefly are net/http's
+// own for connections cut after a shutdown timeout.
 func Run(ctx context.Context, cfg Config) (err error) {
 	cfg = cfg.withDefaults()
 	logger := cfg.Logger
@@ -130,7 +141,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	logger.Info("starting", "version", cfg.Version, "board", cfg.Board,
 		"node_id", node.ID(), "node_name", node.Name, "state_dir", cfg.StateDir)
 
-	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir)}
+	ov, err := openOverlay(cfg.Overlay, cfg.StateDir, node, logger, cfg.Now)
+	if err != nil {
+		return err
+	}
+	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -144,6 +159,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		started:    started,
 		now:        cfg.Now,
 		components: components,
+		overlay:    ov,
 		logger:     logger,
 	})
 	if err != nil {
@@ -171,23 +187,49 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	octx, ocancel := context.WithCancel(ctx)
+	defer ocancel()
+	overlayDone := make(chan error, 1)
+	go func() { overlayDone <- ov.run(octx) }()
 
-	select {
-	case err := <-served:
-		return fmt.Errorf("serving http: %w", err)
-	case <-ctx.Done():
+	// Wait for a stop request or a failure. The overlay returns nil by
+	// itself only when it has nothing to do; the daemon serves on then.
+	var serveErr, overlayErr error
+	for waiting := true; waiting; {
+		select {
+		case err := <-served:
+			serveErr, waiting = fmt.Errorf("serving http: %w", err), false
+		case overlayErr = <-overlayDone:
+			overlayDone = nil
+			waiting = overlayErr == nil
+		case <-ctx.Done():
+			waiting = false
+		}
 	}
-	logger.Info("shutting down", "reason", context.Cause(ctx).Error())
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		// The stop was requested and happens anyway; the open connections
-		// are cut instead of drained.
-		logger.Warn("http shutdown incomplete, closing connections", "error", err)
-		srv.Close()
+	reason := context.Cause(ctx)
+	if err := cmp.Or(serveErr, overlayErr); err != nil {
+		reason = err
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serving http: %w", err)
+	logger.Info("shutting down", "reason", reason.Error())
+	ocancel()
+	if serveErr == nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			// The stop was requested and happens anyway; the open
+			// connections are cut instead of drained.
+			logger.Warn("http shutdown incomplete, closing connections", "error", err)
+			srv.Close()
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			serveErr = fmt.Errorf("serving http: %w", err)
+		}
+	}
+	if overlayDone != nil {
+		overlayErr = <-overlayDone
+	}
+	if err := errors.Join(overlayErr, serveErr); err != nil {
+		return err
 	}
 	logger.Info("stopped")
 	return nil

@@ -1,22 +1,84 @@
 // Package appliance wires cloudbox's components into the daemon that runs on a
 // box, cloudboxd: the node identity in the state directory (package
-// appliance/state), the HTTP API under /api/v1, Prometheus metrics and the web
-// panel. It is the only package (with image) that knows about gokrazy and
-// /perm; feature packages receive a Config and never import appliance.
+// appliance/state), the overlay (packages overlay and overlay/roster), the
+// HTTP API under /api/v1, Prometheus metrics and the web panel. It is the
+// only package (with image) that knows about gokrazy and /perm; feature
+// packages receive a Config and never import appliance.
 //
-// [Run] is the whole daemon: it opens the state, serves HTTP until its context
-// is cancelled, then shuts the server down gracefully.
+// [Run] is the whole daemon: it opens the state, starts the overlay when the
+// box is a member of a community, serves HTTP until its context is
+// cancelled, then shuts everything down gracefully.
+//
+// # Overlay
+//
+// The membership lives in <state dir>/overlay ([OverlayDir]), where
+// `cloudbox community init` and `cloudbox invite` keep it too. On start, Run
+// finds one of three cases:
+//
+//   - The box is a member: Run creates the TUN interface ("cb0") with the
+//     certificate's IPv4 address (community prefix length) and the IPv6
+//     address derived from the node key in the community's ULA /48, routes
+//     both community prefixes onto it, and runs the overlay engine, the
+//     roster and the roster service.
+//   - The box is not a member and [OverlayConfig.JoinToken] is set: Run
+//     parses the invitation and issues its certificate at once (a malformed
+//     or expired token is an error before anything listens), then asks the
+//     bootstrap members of the invitation (http://ADDR:PORT, the TCP port
+//     equal to the overlay's UDP port) to admit it, retrying with backoff
+//     while none answers. A refusal (invitation used by another box,
+//     revoked, expired, wrong community) ends Run with an error, so that
+//     cloudboxd exits 1 and the person who passed --join sees why. Once
+//     admitted, Run saves the community and the membership and continues as
+//     a member, applying the roster the bootstrap member sent.
+//   - Otherwise the overlay stays off, without TUN device or root; its
+//     component says how to become a member.
+//
+// A membership that exists but is unusable (malformed file, issued for
+// another node key, expired or revoked) does not stop the daemon: the panel
+// keeps running and the component says what is wrong. A missing
+// /dev/net/tun or CAP_NET_ADMIN, a roster port in use and a state directory
+// that cannot be written are errors of Run.
+//
+// The roster service listens on TCP [OverlayConfig.ListenPort] on every
+// address. It serves the roster's join endpoint to anyone (rate-limited by
+// the roster) and its snapshot endpoint only to connections made to this
+// box's overlay address from inside the community's prefixes: answers to
+// such a source leave through WireGuard to the member that owns it, so only
+// members complete the connection. Other snapshot requests get 403. Every
+// roster change is handed to the engine (overlay.Engine.SetPeers); the
+// roster's anti-entropy fetches snapshots from
+// http://[member's overlay IPv6]:PORT over the tunnel.
 //
 // # HTTP
 //
 //	GET /                the dashboard, rendered on the server (no JavaScript)
-//	GET /community, ...  placeholders for later pages ("coming soon")
+//	GET /community       the members of the community with their overlay
+//	                     addresses and paths, or how to become a member
+//	GET /services, ...   placeholders for later pages ("coming soon")
 //	GET /static/...      embedded CSS and icon; cached for a year when the
 //	                     URL carries the content hash (?h=...), else revalidated
 //	GET /api/v1/status   JSON: version, board, node_name, node_id, uptime_s
 //	                     (integer seconds) and components
-//	GET /metrics         Prometheus text format
+//	GET /api/v1/overlay/peers
+//	                     JSON list of every member, this box included:
+//	                     name, node_id, ipv4, ipv6, groups, self, endpoints
+//	                     (underlay endpoints the member reported), and the
+//	                     live path: endpoint ("direct 192.0.2.2:51820",
+//	                     "relay via b3", with " (unconfirmed)" for a guess,
+//	                     or "none"), direct, via, rtt_ms (null if unknown),
+//	                     rx_bytes, tx_bytes, last_handshake (RFC 3339 or
+//	                     null); the live fields are zero for this box. 503
+//	                     while the overlay does not run.
+//	POST /api/v1/overlay/revoke
+//	                     {"node_id": "...", "reason": "..."} (Content-Type
+//	                     application/json): revokes the member with the
+//	                     root key; 403 on boxes without it. Only from
+//	                     loopback until the panel has administrators.
+//	GET /metrics         Prometheus text format, cloudbox_overlay_* included
 //	GET /healthz         200 "ok"
+//
+// Joining from the panel (a first-boot wizard) is not offered yet: a box
+// joins with cloudboxd --join.
 //
 // Errors under /api/v1/ are JSON objects {"error": "..."}: 404 for an unknown
 // path, 405 (with Allow) for a wrong method. Every response carries
@@ -29,10 +91,15 @@
 // maps a component name to a [ComponentStatus]: {"ok": bool, "error":
 // string (only when not ok), "detail": {string: string} (optional)}. Each
 // entry comes from a [StatusFunc] called per request. Run registers its own
-// components (today "state": the state directory, ok while node.json is a
-// regular file there, with detail "dir") and those in Config.Components; as
-// later capabilities (overlay, services, ...) are wired into Run, each adds
-// its entry the same way.
+// components and those in Config.Components:
+//
+//   - "state": the state directory, ok while node.json is a regular file
+//     there, with detail "dir";
+//   - "overlay": while the overlay runs, ok with detail community, ipv4,
+//     ipv6 (with prefix lengths), peers and direct (counts); otherwise not
+//     ok with detail state ("not a member: ...", "joining community ...",
+//     "disabled", "failed", ...) and, when something is wrong, an error
+//     that says what to do.
 //
 // The package does not log requests and writes no log files.
 package appliance

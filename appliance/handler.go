@@ -22,7 +22,10 @@ type handlerConfig struct {
 	started    time.Time
 	now        func() time.Time
 	components map[string]StatusFunc
-	logger     *slog.Logger
+	// overlay is shown by the overlay API, the community page and the
+	// metrics; nil means the daemon has no overlay (as a non-member).
+	overlay overlaySource
+	logger  *slog.Logger
 }
 
 // handler serves the API, metrics and panel. It is immutable after
@@ -51,11 +54,14 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	// under /api/v1/ gets a JSON error and the catch-all "/" does not
 	// conflict with method-specific patterns.
 	h.mux.Handle("/api/v1/status", apiGetOnly(h.status))
+	h.mux.Handle("/api/v1/overlay/peers", apiGetOnly(h.overlayPeers))
+	h.mux.HandleFunc("/api/v1/overlay/revoke", h.overlayRevoke)
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", getOnly(h.metrics))
 	h.mux.Handle("/healthz", getOnly(healthz))
 	h.mux.Handle("/static/", getOnly(h.serveStatic))
 	h.mux.Handle("/{$}", getOnly(h.dashboard))
+	h.mux.Handle("/community", getOnly(h.community))
 	for _, p := range navItems {
 		if p.Soon {
 			h.mux.Handle(p.Path, getOnly(h.soon(p)))
@@ -121,8 +127,8 @@ func apiNotFound(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// allowedMethods is the Allow header of every endpoint: the panel and API
-// are read-only for now.
+// allowedMethods is the Allow header of every read-only endpoint: all but
+// POST /api/v1/overlay/revoke.
 const allowedMethods = "GET, HEAD"
 
 func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }

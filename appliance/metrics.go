@@ -53,6 +53,10 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	writeMetric(&b, "process_start_time_seconds", "gauge", "Start time of cloudboxd since the Unix epoch in seconds.",
 		float64(h.cfg.started.UnixNano())/float64(time.Second))
 
+	if h.cfg.overlay != nil {
+		writeOverlayMetrics(&b, h.cfg.overlay.view())
+	}
+
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(b.Bytes())
@@ -61,22 +65,37 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 // writeMetric writes one metric with HELP and TYPE lines; labels are name,
 // value pairs.
 func writeMetric(b *bytes.Buffer, name, typ, help string, value float64, labels ...string) {
+	writeFamily(b, name, typ, help, sample{labels, value})
+}
+
+// sample is one line of a metric family: label name, value pairs and the
+// value.
+type sample struct {
+	labels []string
+	value  float64
+}
+
+// writeFamily writes a metric family: HELP and TYPE lines, then one line per
+// sample.
+func writeFamily(b *bytes.Buffer, name, typ, help string, samples ...sample) {
 	b.WriteString("# HELP " + name + " " + help + "\n")
 	b.WriteString("# TYPE " + name + " " + typ + "\n")
-	b.WriteString(name)
-	if len(labels) > 0 {
-		b.WriteByte('{')
-		for i := 0; i+1 < len(labels); i += 2 {
-			if i > 0 {
-				b.WriteByte(',')
+	for _, s := range samples {
+		b.WriteString(name)
+		if len(s.labels) > 0 {
+			b.WriteByte('{')
+			for i := 0; i+1 < len(s.labels); i += 2 {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(s.labels[i] + `="` + labelEscaper.Replace(s.labels[i+1]) + `"`)
 			}
-			b.WriteString(labels[i] + `="` + labelEscaper.Replace(labels[i+1]) + `"`)
+			b.WriteByte('}')
 		}
-		b.WriteByte('}')
+		b.WriteByte(' ')
+		b.WriteString(strconv.FormatFloat(s.value, 'g', -1, 64))
+		b.WriteByte('\n')
 	}
-	b.WriteByte(' ')
-	b.WriteString(strconv.FormatFloat(value, 'g', -1, 64))
-	b.WriteByte('\n')
 }
 
 // labelEscaper escapes a label value as the text format requires.

@@ -35,8 +35,7 @@ type navItem struct {
 
 var navItems = []navItem{
 	{Path: "/", Label: "Overview"},
-	{Path: "/community", Label: "Community", Soon: true,
-		Blurb: "The members of your community, invitations for new boxes and who is online."},
+	{Path: "/community", Label: "Community"},
 	{Path: "/services", Label: "Services", Soon: true,
 		Blurb: "Services that the boxes of your community offer, and how to reach them."},
 	{Path: "/streams", Label: "Streams", Soon: true,
@@ -54,6 +53,7 @@ var navItems = []navItem{
 // panel renders the server-side HTML pages.
 type panel struct {
 	dashboard *template.Template
+	community *template.Template
 	soon      *template.Template
 	notFound  *template.Template
 }
@@ -77,6 +77,9 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}
 	var p panel
 	if p.dashboard, err = page("dashboard.html"); err != nil {
+		return nil, err
+	}
+	if p.community, err = page("community.html"); err != nil {
 		return nil, err
 	}
 	if p.soon, err = page("soon.html"); err != nil {

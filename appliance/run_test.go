@@ -114,6 +114,9 @@ func TestRun(t *testing.T) {
 	if !st.Components["state"].OK {
 		t.Errorf("components.state = %+v, want OK", st.Components["state"])
 	}
+	if ov := st.Components["overlay"]; ov.OK || !strings.HasPrefix(ov.Detail["state"], "not a member: ") {
+		t.Errorf("components.overlay of a box outside any community = %+v, want not OK, state \"not a member: ...\"", ov)
+	}
 
 	cancel()
 	if err := wait(); err != nil {
@@ -157,6 +160,11 @@ func TestRunErrors(t *testing.T) {
 				"state": func(context.Context) ComponentStatus { return ComponentStatus{} },
 			}}
 		}, []string{`component "state"`}},
+		{"overlay component name taken", func(t *testing.T, root string) Config {
+			return Config{StateDir: root, HTTPAddr: "127.0.0.1:0", Components: map[string]StatusFunc{
+				"overlay": func(context.Context) ComponentStatus { return ComponentStatus{} },
+			}}
+		}, []string{`component "overlay"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			baseline := runtime.NumGoroutine()

@@ -1,11 +1,18 @@
 // Command cloudboxd is the daemon on a cloudbox. On a box, gokrazy starts it
 // as /user/cloudboxd without flags; on any Linux host it runs in host mode:
 //
-//	cloudboxd --state-dir DIR --http 127.0.0.1:8080
+//	cloudboxd --state-dir DIR --http 127.0.0.1:8080 [--join TOKEN]
+//
+// When the box is a member of a community (see `cloudbox community init`
+// and `cloudbox invite`), it runs the overlay: the TUN interface
+// --overlay-interface and UDP and TCP port --overlay-port, which needs
+// CAP_NET_ADMIN and /dev/net/tun. --join redeems an invitation on start if
+// the box is not a member yet.
 //
 // It runs until SIGTERM or SIGINT, then shuts down and exits 0. It exits 1
-// when it cannot start or serve (gokrazy then restarts it) and 2 on a usage
-// error. Logs go to stderr, which gokrazy captures.
+// when it cannot start or serve (gokrazy then restarts it), including a join
+// token that is invalid, expired or refused, and 2 on a usage error. Logs go
+// to stderr, which gokrazy captures.
 package main
 
 import (
@@ -30,6 +37,12 @@ func main() {
 		board = flag.String("board", buildinfo.Board, "board name to report")
 		name  = flag.String("name", "",
 			"node name, used on first start only (default: the host name, else \"cloudbox\")")
+		overlayPort = flag.Uint("overlay-port", appliance.DefaultOverlayPort,
+			"UDP port of the overlay mesh; the roster's join service listens on the same TCP port")
+		overlayIf = flag.String("overlay-interface", appliance.DefaultOverlayInterface,
+			"name of the overlay's TUN interface")
+		join = flag.String("join", "",
+			"invitation `TOKEN` to redeem on start when this box is not a member of a community yet")
 		version = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -40,6 +53,10 @@ func main() {
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "cloudboxd: unexpected arguments %q\n", flag.Args())
 		flag.Usage()
+		os.Exit(2)
+	}
+	if *overlayPort == 0 || *overlayPort > 65535 {
+		fmt.Fprintf(os.Stderr, "cloudboxd: --overlay-port %d is not a port number (1 to 65535)\n", *overlayPort)
 		os.Exit(2)
 	}
 
@@ -53,6 +70,11 @@ func main() {
 		Name:     *name,
 		Board:    *board,
 		Logger:   logger,
+		Overlay: appliance.OverlayConfig{
+			ListenPort:    uint16(*overlayPort),
+			InterfaceName: *overlayIf,
+			JoinToken:     *join,
+		},
 	})
 	if err != nil {
 		logger.Error("cloudboxd failed", "error", err)

@@ -345,6 +345,10 @@ func TestStartErrors(t *testing.T) {
 			`node name \"bad\\tname\"`},
 		{"stray argument", []string{"--state-dir", filepath.Join(root, "s"), "extra"}, 2,
 			`unexpected arguments ["extra"]`},
+		{"invalid join token", []string{"--state-dir", filepath.Join(root, "j"), "--join", "garbage"}, 1,
+			`msg="cloudboxd failed" error="join token: parsing invitation: malformed`},
+		{"overlay port out of range", []string{"--state-dir", filepath.Join(root, "s"), "--overlay-port", "70000"}, 2,
+			"--overlay-port 70000 is not a port number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := startNoWait(t, tc.args...)

@@ -1,0 +1,537 @@
+package meshtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudbox/cloudbox/internal/testenv"
+	"github.com/cloudbox/cloudbox/overlay/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// binaries are cloudboxd and cloudbox, built once per test process.
+type binaries struct {
+	daemon, cli string
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string // removed by TestMain
+	built     binaries
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// build compiles cloudboxd (with the race detector when the test has it)
+// and cloudbox, once, into a temporary directory that TestMain removes.
+func build(t *testing.T) binaries {
+	t.Helper()
+	testenv.RequireCommand(t, "go", "golang")
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "meshtest-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildDir = dir
+		built = binaries{daemon: filepath.Join(dir, "cloudboxd"), cli: filepath.Join(dir, "cloudbox")}
+		root := testenv.ModuleRoot(t)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, b := range []struct {
+			out, pkg string
+			race     bool
+		}{{built.daemon, "./cmd/cloudboxd", raceEnabled}, {built.cli, "./cmd/cloudbox", false}} {
+			wg.Go(func() {
+				args := []string{"build", "-o", b.out}
+				if b.race {
+					args = append(args, "-race")
+				}
+				cmd := exec.Command("go", append(args, b.pkg)...)
+				cmd.Dir = root
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs[i] = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				}
+			})
+		}
+		wg.Wait()
+		buildErr = errors.Join(errs...)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+// cli runs `cloudbox args...` on the host (the commands touch only files)
+// and returns its standard output without the final newline.
+func cli(t *testing.T, bin binaries, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin.cli, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cloudbox %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// logBuffer collects a daemon's stderr.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// box is one cloudbox: a namespace with an underlay address, a state
+// directory, and at most one running cloudboxd.
+type box struct {
+	name  string
+	ns    *netnstest.NS
+	addr  netip.Addr // underlay
+	dir   string     // --state-dir
+	token string     // invitation, "" for the founder
+	bin   binaries
+
+	// Set by start.
+	d      *daemon
+	client *http.Client
+}
+
+// daemon is one run of cloudboxd.
+type daemon struct {
+	cmd    *exec.Cmd
+	log    *logBuffer
+	exited chan struct{}
+	err    error // of Wait, set before exited is closed
+	once   sync.Once
+}
+
+// apiAddr is where every daemon serves its API, inside its namespace: the
+// test reaches it through nsDialer, and requests come from loopback, which
+// POST /api/v1/overlay/revoke requires.
+const apiAddr = "127.0.0.1:8080"
+
+// newBox returns box name in a new namespace on the bridge br0 of sw, at
+// 192.0.2.n.
+func newBox(t *testing.T, bin binaries, sw *netnstest.NS, name string, n int) *box {
+	t.Helper()
+	b := newBoxIn(t, bin, netnstest.New(t, name), name, netip.AddrFrom4([4]byte{192, 0, 2, byte(n)}))
+	netnstest.Attach(t, sw, "br0", b.ns, "eth0", b.addr.String()+"/24")
+	return b
+}
+
+// newBoxIn returns box name in ns, whose underlay address is addr; the
+// caller connects ns.
+func newBoxIn(t *testing.T, bin binaries, ns *netnstest.NS, name string, addr netip.Addr) *box {
+	t.Helper()
+	b := &box{name: name, ns: ns, addr: addr, dir: filepath.Join(t.TempDir(), name), bin: bin}
+	b.client = &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{DialContext: nsDialer("/run/netns/" + b.ns.Name), DisableKeepAlives: true},
+	}
+	return b
+}
+
+// nsDialer returns a DialContext that opens its sockets inside the network
+// namespace at path: it switches a locked OS thread into the namespace for
+// the socket call and back afterwards. A thread that cannot switch back is
+// left locked, so that the runtime ends it with the goroutine.
+func nsDialer(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			c   net.Conn
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread()
+			orig, err := os.Open("/proc/thread-self/ns/net")
+			if err != nil {
+				runtime.UnlockOSThread()
+				ch <- result{nil, err}
+				return
+			}
+			defer orig.Close()
+			target, err := os.Open(path)
+			if err != nil {
+				runtime.UnlockOSThread()
+				ch <- result{nil, err}
+				return
+			}
+			defer target.Close()
+			if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+				runtime.UnlockOSThread()
+				ch <- result{nil, fmt.Errorf("entering %s: %w", path, err)}
+				return
+			}
+			var d net.Dialer
+			c, err := d.DialContext(ctx, network, addr)
+			if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			}
+			ch <- result{c, err}
+		}()
+		r := <-ch
+		return r.c, r.err
+	}
+}
+
+var listeningRE = regexp.MustCompile(`msg="http listening"`)
+
+// start runs cloudboxd in the box's namespace with args after the common
+// ones and waits, at most 60 s, until it serves HTTP. It is stopped when
+// the test ends.
+func (b *box) start(t *testing.T, args ...string) {
+	t.Helper()
+	d := b.startNoWait(t, b.dir, args...)
+	deadline := time.Now().Add(60 * time.Second)
+	for !listeningRE.MatchString(d.log.String()) {
+		select {
+		case <-d.exited:
+			t.Fatalf("cloudboxd %s exited during startup: %v\n%s", b.name, d.err, d.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cloudboxd %s does not serve HTTP after 60s:\n%s", b.name, d.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startNoWait runs cloudboxd with state directory dir and returns at once.
+func (b *box) startNoWait(t *testing.T, dir string, args ...string) *daemon {
+	t.Helper()
+	all := append([]string{b.bin.daemon, "--state-dir", dir, "--name", b.name, "--http", apiAddr}, args...)
+	d := &daemon{cmd: b.ns.Command(context.Background(), all...), log: new(logBuffer), exited: make(chan struct{})}
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	// The daemon dies with the test process, whatever happens.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("starting cloudboxd %s: %v", b.name, err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.exited)
+	}()
+	b.d = d
+	t.Cleanup(func() {
+		d.stop(t, b.name)
+		if t.Failed() {
+			t.Logf("cloudboxd %s %q log:\n%s", b.name, args, d.log.String())
+		}
+	})
+	return d
+}
+
+// stop stops the running daemon with SIGTERM and checks that it exits 0
+// within 15 s, without a data race.
+func (b *box) stop(t *testing.T) {
+	t.Helper()
+	b.d.stop(t, b.name)
+}
+
+func (d *daemon) stop(t *testing.T, name string) {
+	t.Helper()
+	d.once.Do(func() {
+		select {
+		case <-d.exited:
+		default:
+			d.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		select {
+		case <-d.exited:
+			if d.err != nil {
+				t.Errorf("cloudboxd %s exited with %v after SIGTERM", name, d.err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("cloudboxd %s did not stop within 15s of SIGTERM; killing it", name)
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
+		if strings.Contains(d.log.String(), "DATA RACE") {
+			t.Errorf("cloudboxd %s reported a data race:\n%s", name, d.log.String())
+		}
+	})
+}
+
+// waitExit waits, at most timeout, for a daemon that must exit by itself
+// and returns its exit code.
+func (d *daemon) waitExit(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-d.exited:
+	case <-time.After(timeout):
+		t.Fatalf("cloudboxd did not exit within %v:\n%s", timeout, d.log.String())
+	}
+	d.once.Do(func() {}) // it exited by itself; stop has nothing to check
+	return d.cmd.ProcessState.ExitCode()
+}
+
+// get fetches path from the box's API and decodes the JSON answer into v
+// (when not nil); it returns the status code.
+func (b *box) get(path string, v any) (int, error) {
+	resp, err := b.client.Get("http://" + apiAddr + path)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			return resp.StatusCode, fmt.Errorf("GET %s: %v: %s", path, err, body)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// getText fetches path and returns the body.
+func (b *box) getText(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := b.client.Get("http://" + apiAddr + path)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", path, b.name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s on %s = %d %v:\n%s", path, b.name, resp.StatusCode, err, body)
+	}
+	return string(body)
+}
+
+// peer is an element of GET /api/v1/overlay/peers.
+type peer struct {
+	Name          string   `json:"name"`
+	NodeID        string   `json:"node_id"`
+	IPv4          string   `json:"ipv4"`
+	IPv6          string   `json:"ipv6"`
+	Groups        []string `json:"groups"`
+	Self          bool     `json:"self"`
+	Endpoints     []string `json:"endpoints"`
+	Endpoint      string   `json:"endpoint"`
+	Direct        bool     `json:"direct"`
+	Via           string   `json:"via"`
+	RTTMs         *float64 `json:"rtt_ms"`
+	RxBytes       uint64   `json:"rx_bytes"`
+	TxBytes       uint64   `json:"tx_bytes"`
+	LastHandshake *string  `json:"last_handshake"`
+}
+
+// peers returns the box's view of the community.
+func (b *box) peers() ([]peer, error) {
+	var ps []peer
+	code, err := b.get("/api/v1/overlay/peers", &ps)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("GET /api/v1/overlay/peers on %s = %d", b.name, code)
+	}
+	return ps, err
+}
+
+// peerNamed returns the box's view of the member name.
+func (b *box) peerNamed(name string) (peer, error) {
+	ps, err := b.peers()
+	if err != nil {
+		return peer{}, err
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return peer{}, fmt.Errorf("%s does not list %s", b.name, name)
+}
+
+// self returns the box's own entry.
+func (b *box) self(t *testing.T) peer {
+	t.Helper()
+	ps, err := b.peers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Self {
+			return p
+		}
+	}
+	t.Fatalf("%s does not list itself", b.name)
+	return peer{}
+}
+
+// componentStatus is one component of GET /api/v1/status.
+type componentStatus struct {
+	OK     bool              `json:"ok"`
+	Error  string            `json:"error"`
+	Detail map[string]string `json:"detail"`
+}
+
+func (b *box) overlayStatus(t *testing.T) componentStatus {
+	t.Helper()
+	var st struct {
+		Components map[string]componentStatus `json:"components"`
+	}
+	if code, err := b.get("/api/v1/status", &st); err != nil || code != http.StatusOK {
+		t.Fatalf("GET /api/v1/status on %s = %d %v", b.name, code, err)
+	}
+	return st.Components["overlay"]
+}
+
+// waitFor polls cond every 200 ms until it returns "" or timeout passes;
+// then it fails the test with cond's last complaint. It returns how long
+// it waited.
+func waitFor(t *testing.T, timeout time.Duration, cond func() string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		why := cond()
+		if why == "" {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("after %v: %s", timeout, why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+var rttRE = regexp.MustCompile(`= ([0-9.]+)/([0-9.]+)/([0-9.]+)/`)
+
+// ping sends count pings from ns to addr, 200 ms apart, each waiting at
+// most wait seconds, and returns the average RTT; it fails unless every
+// ping is answered.
+func ping(ns *netnstest.NS, addr string, count, wait int) (time.Duration, error) {
+	out, err := ns.Try("ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", "0.2", "-W", strconv.Itoa(wait), addr)
+	if err != nil {
+		return 0, fmt.Errorf("ping %s from %s: %v\n%s", addr, ns.Name, err, out)
+	}
+	if !strings.Contains(out, " 0% packet loss") {
+		return 0, fmt.Errorf("ping %s from %s lost packets:\n%s", addr, ns.Name, out)
+	}
+	m := rttRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no RTT in ping output:\n%s", out)
+	}
+	ms, _ := strconv.ParseFloat(m[2], 64)
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// pingUntil pings addr from ns once a second until one answer arrives, at
+// most timeout, and returns how long that took.
+func pingUntil(ns *netnstest.NS, addr string, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	for {
+		_, err := ping(ns, addr, 1, 1)
+		if err == nil {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > timeout {
+			return 0, fmt.Errorf("no answer within %v: %w", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// blockUDP makes ns drop all UDP to and from addr; the returned function
+// lifts the block.
+func blockUDP(t *testing.T, ns *netnstest.NS, addr netip.Addr) (unblock func()) {
+	t.Helper()
+	rules := fmt.Sprintf(`table inet meshtest {
+	chain in { type filter hook input priority 0; ip saddr %[1]s meta l4proto udp drop; }
+	chain out { type filter hook output priority 0; ip daddr %[1]s meta l4proto udp drop; }
+}`, addr)
+	cmd := ns.Command(t.Context(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in %s: %v\n%s", ns.Name, err, out)
+	}
+	return func() { ns.Run("nft", "delete", "table", "inet", "meshtest") }
+}
+
+// iperf3 runs a TCP test of secs seconds from client to server's addr and
+// returns the throughput received, in Mbit/s.
+func iperf3(t *testing.T, server, client *netnstest.NS, addr string, secs int) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Duration(secs+60)*time.Second)
+	defer cancel()
+	srv := server.Command(ctx, "iperf3", "-s", "-1", "-B", addr, "-p", "5201")
+	var srvOut logBuffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Wait() }()
+	defer func() {
+		srv.Process.Kill()
+		<-srvDone
+	}()
+	waitFor(t, 10*time.Second, func() string {
+		out, err := server.Try("ss", "-Hltn", "sport", "=", ":5201")
+		if err != nil || !strings.Contains(out, "5201") {
+			return fmt.Sprintf("iperf3 server does not listen: %v %s\n%s", err, out, srvOut.String())
+		}
+		return ""
+	})
+	out, err := client.Try("iperf3", "-c", addr, "-p", "5201", "-t", strconv.Itoa(secs), "-J", "--connect-timeout", "5000")
+	if err != nil {
+		t.Fatalf("iperf3 to %s: %v\n%s\nserver:\n%s", addr, err, out, srvOut.String())
+	}
+	var res struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("iperf3 output: %v\n%s", err, out)
+	}
+	if res.Error != "" || res.End.SumReceived.Bytes == 0 {
+		t.Fatalf("iperf3 to %s: error %q, %v bytes received", addr, res.Error, res.End.SumReceived.Bytes)
+	}
+	return res.End.SumReceived.BitsPerSecond / 1e6
+}
