@@ -480,33 +480,11 @@ func overlayRequest(req *http.Request, self []netip.Addr, community []netip.Pref
 // own interface and addresses inside the community, each with the overlay
 // port; IPv4 first.
 func (o *overlayService) selfEndpoints() []netip.AddrPort {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil
-	}
-	var exclude []netip.Prefix
-	if c := o.communityPrefixes(); c != nil {
-		exclude = c
-	}
+	exclude := o.communityPrefixes()
 	var out []netip.AddrPort
-	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || ifc.Name == o.cfg.InterfaceName {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			n, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok || !usableEndpoint(ip.Unmap(), exclude) {
-				continue
-			}
-			out = append(out, netip.AddrPortFrom(ip.Unmap(), o.cfg.ListenPort))
+	for _, ip := range overlay.UnderlayAddrs(o.cfg.InterfaceName) {
+		if usableEndpoint(ip, exclude) {
+			out = append(out, netip.AddrPortFrom(ip, o.cfg.ListenPort))
 		}
 	}
 	slices.SortStableFunc(out, func(a, b netip.AddrPort) int {

@@ -217,7 +217,7 @@ func New(cfg Config) (*Engine, error) {
 	exclude = append(exclude, cfg.CommunityRoutes...)
 	localAddrs := cfg.LocalAddrs
 	if localAddrs == nil {
-		localAddrs = e.interfaceAddrs
+		localAddrs = func() []netip.Addr { return UnderlayAddrs(e.cfg.InterfaceName) }
 	}
 	b, err := transport.New(transport.Config{
 		Logger:     e.log,
@@ -489,15 +489,18 @@ func (e *Engine) Stats() Stats {
 	return s
 }
 
-// interfaceAddrs is the default Config.LocalAddrs.
-func (e *Engine) interfaceAddrs() []netip.Addr {
+// UnderlayAddrs returns the unicast, non-link-local addresses of the
+// interfaces that are up, except loopback and the interface named skip (the
+// overlay's own): where other boxes may reach this one. It is the default
+// Config.LocalAddrs.
+func UnderlayAddrs(skip string) []netip.Addr {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil
 	}
 	var out []netip.Addr
 	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || ifc.Name == e.cfg.InterfaceName {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || ifc.Name == skip {
 			continue
 		}
 		addrs, err := ifc.Addrs()
