@@ -100,18 +100,18 @@ func (c *Certificate) validate() error {
 
 // signed returns the encoding of a valid c without the signature.
 func (c *Certificate) signed() []byte {
-	e := encoder{b: make([]byte, 0, 256)}
+	e := newEncoder(256)
 	e.header(certMagic)
-	e.raw(c.CommunityID[:])
-	e.raw(c.Serial[:])
-	e.str8(c.Name)
-	e.raw(c.NodeKey[:])
+	e.Raw(c.CommunityID[:])
+	e.Raw(c.Serial[:])
+	e.Str8(c.Name)
+	e.Raw(c.NodeKey[:])
 	e.addr4(c.IPv4)
 	e.groups(c.Groups)
 	e.unix(c.NotBefore)
 	e.unix(c.NotAfter)
-	e.raw(c.IssuerKey)
-	return e.b
+	e.Raw(c.IssuerKey)
+	return e.Bytes()
 }
 
 // MarshalBinary returns the encoding of c, or an error naming the first
@@ -139,8 +139,8 @@ func parseCertificate(b []byte) (Certificate, error) {
 	if len(b) > MaxCertificateSize {
 		return Certificate{}, fmt.Errorf("%d bytes, at most %d allowed", len(b), MaxCertificateSize)
 	}
-	d := decoder{b: b}
-	c, err := d.certificate(), d.done()
+	d := newDecoder(b)
+	c, err := d.certificate(), d.Done()
 	if err == nil {
 		err = c.validate()
 	}
@@ -151,16 +151,16 @@ func (d *decoder) certificate() Certificate {
 	var c Certificate
 	d.header(certMagic)
 	c.Version = formatVersion
-	d.array(c.CommunityID[:], "community id")
-	d.array(c.Serial[:], "serial")
-	c.Name = d.str8("name")
-	d.array(c.NodeKey[:], "node key")
+	d.Array(c.CommunityID[:], "community id")
+	d.Array(c.Serial[:], "serial")
+	c.Name = d.Str8("name")
+	d.Array(c.NodeKey[:], "node key")
 	c.IPv4 = d.addr4("ipv4")
 	c.Groups = d.groups()
 	c.NotBefore = d.unix("not before")
 	c.NotAfter = d.unix("not after")
 	c.IssuerKey = d.publicKey("issuer key")
-	d.array(c.Signature[:], "signature")
+	d.Array(c.Signature[:], "signature")
 	return c
 }
 

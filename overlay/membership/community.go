@@ -141,25 +141,25 @@ func (c Community) clone() Community {
 
 // community encodes a valid c: name, root key, prefix address, prefix bits.
 func (e *encoder) community(c Community) {
-	e.str8(c.Name)
-	e.raw(c.RootKey)
+	e.Str8(c.Name)
+	e.Raw(c.RootKey)
 	e.addr4(c.IPv4.Addr())
-	e.u8(uint8(c.IPv4.Bits()))
+	e.U8(uint8(c.IPv4.Bits()))
 }
 
 func (d *decoder) community() Community {
 	var c Community
-	c.Name = d.str8("community name")
+	c.Name = d.Str8("community name")
 	c.RootKey = d.publicKey("root key")
 	addr := d.addr4("ipv4 prefix")
-	bits := d.u8("ipv4 prefix length")
-	if d.err == nil && bits > 32 {
-		d.failf("ipv4 prefix length %d is more than 32", bits)
+	bits := d.U8("ipv4 prefix length")
+	if d.Err() == nil && bits > 32 {
+		d.Failf("ipv4 prefix length %d is more than 32", bits)
 	}
 	c.IPv4 = netip.PrefixFrom(addr, int(bits))
-	if d.err == nil {
+	if d.Err() == nil {
 		if err := c.Validate(); err != nil {
-			d.failf("%w", err)
+			d.Failf("%w", err)
 		}
 	}
 	return c

@@ -67,16 +67,16 @@ func (dl *Delegation) validate() error {
 }
 
 func (dl *Delegation) signed() []byte {
-	e := encoder{b: make([]byte, 0, 256)}
+	e := newEncoder(256)
 	e.header(delegationMagic)
-	e.raw(dl.CommunityID[:])
-	e.raw(dl.InviteID[:])
-	e.raw(dl.InviteKey)
-	e.str8(dl.Name)
+	e.Raw(dl.CommunityID[:])
+	e.Raw(dl.InviteID[:])
+	e.Raw(dl.InviteKey)
+	e.Str8(dl.Name)
 	e.addr4(dl.IPv4)
 	e.groups(dl.Groups)
 	e.unix(dl.Expires)
-	return e.b
+	return e.Bytes()
 }
 
 // MarshalBinary returns the encoding of dl, or an error naming the first
@@ -104,8 +104,8 @@ func parseDelegation(b []byte) (Delegation, error) {
 	if len(b) > MaxDelegationSize {
 		return Delegation{}, fmt.Errorf("%d bytes, at most %d allowed", len(b), MaxDelegationSize)
 	}
-	d := decoder{b: b}
-	dl, err := d.delegation(), d.done()
+	d := newDecoder(b)
+	dl, err := d.delegation(), d.Done()
 	if err == nil {
 		err = dl.validate()
 	}
@@ -116,14 +116,14 @@ func (d *decoder) delegation() Delegation {
 	var dl Delegation
 	d.header(delegationMagic)
 	dl.Version = formatVersion
-	d.array(dl.CommunityID[:], "community id")
-	d.array(dl.InviteID[:], "invite id")
+	d.Array(dl.CommunityID[:], "community id")
+	d.Array(dl.InviteID[:], "invite id")
 	dl.InviteKey = d.publicKey("invite key")
-	dl.Name = d.str8("name")
+	dl.Name = d.Str8("name")
 	dl.IPv4 = d.addr4("ipv4")
 	dl.Groups = d.groups()
 	dl.Expires = d.unix("expires")
-	d.array(dl.Signature[:], "signature")
+	d.Array(dl.Signature[:], "signature")
 	return dl
 }
 

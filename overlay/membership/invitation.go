@@ -142,24 +142,24 @@ func (inv *Invitation) Bootstrap() []netip.AddrPort { return slices.Clone(inv.bo
 // Token returns the invitation as text: TokenPrefix followed by the binary
 // encoding in unpadded base64url (RFC 4648, section 5).
 func (inv *Invitation) Token() string {
-	e := encoder{b: make([]byte, 0, 1024)}
+	e := newEncoder(1024)
 	e.header(invitationMagic)
 	e.community(inv.community)
-	e.bytes16(append(inv.delegation.signed(), inv.delegation.Signature[:]...))
-	e.raw(inv.key.Seed())
-	e.u8(uint8(len(inv.bootstrap)))
+	e.Bytes16(append(inv.delegation.signed(), inv.delegation.Signature[:]...))
+	e.Raw(inv.key.Seed())
+	e.U8(uint8(len(inv.bootstrap)))
 	for _, ep := range inv.bootstrap {
 		if a := ep.Addr(); a.Is4() {
-			e.u8(4)
+			e.U8(4)
 			e.addr4(a)
 		} else {
-			e.u8(6)
+			e.U8(6)
 			b := a.As16()
-			e.raw(b[:])
+			e.Raw(b[:])
 		}
-		e.u16(ep.Port())
+		e.U16(ep.Port())
 	}
-	return TokenPrefix + base64.RawURLEncoding.EncodeToString(e.b)
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(e.Bytes())
 }
 
 // ParseInvitation parses and checks a token made by [Invitation.Token]: its
@@ -191,8 +191,8 @@ func parseInvitation(token string) (*Invitation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: token is not base64url: %w", ErrMalformed, err)
 	}
-	d := decoder{b: b}
-	inv, err := d.invitation(), d.done()
+	d := newDecoder(b)
+	inv, err := d.invitation(), d.Done()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -217,33 +217,33 @@ func (d *decoder) invitation() *Invitation {
 	d.header(invitationMagic)
 	inv.community = d.community()
 	var err error
-	if inv.delegation, err = parseDelegation(d.bytes16("delegation")); err != nil {
-		d.failf("delegation: %w", err)
+	if inv.delegation, err = parseDelegation(d.Bytes16("delegation")); err != nil {
+		d.Failf("delegation: %w", err)
 	}
 	var seed [ed25519.SeedSize]byte
-	d.array(seed[:], "invitation key")
+	d.Array(seed[:], "invitation key")
 	inv.key = ed25519.NewKeyFromSeed(seed[:])
-	n := d.u8("bootstrap")
-	if d.err == nil && n > maxBootstrap {
-		d.failf("bootstrap: %d endpoints, at most %d allowed", n, maxBootstrap)
+	n := d.U8("bootstrap")
+	if d.Err() == nil && n > maxBootstrap {
+		d.Failf("bootstrap: %d endpoints, at most %d allowed", n, maxBootstrap)
 	}
-	for i := 0; i < int(n) && d.err == nil; i++ {
+	for i := 0; i < int(n) && d.Err() == nil; i++ {
 		var a netip.Addr
-		switch fam := d.u8("bootstrap family"); fam {
+		switch fam := d.U8("bootstrap family"); fam {
 		case 4:
 			a = d.addr4("bootstrap address")
 		case 6:
 			var b [16]byte
-			d.array(b[:], "bootstrap address")
+			d.Array(b[:], "bootstrap address")
 			a = netip.AddrFrom16(b)
 		default:
-			d.failf("bootstrap family %d, want 4 or 6", fam)
+			d.Failf("bootstrap family %d, want 4 or 6", fam)
 		}
-		inv.bootstrap = append(inv.bootstrap, netip.AddrPortFrom(a, d.u16("bootstrap port")))
+		inv.bootstrap = append(inv.bootstrap, netip.AddrPortFrom(a, d.U16("bootstrap port")))
 	}
-	if d.err == nil {
+	if d.Err() == nil {
 		if err := checkBootstrap(inv.bootstrap); err != nil {
-			d.failf("%w", err)
+			d.Failf("%w", err)
 		}
 	}
 	return inv

@@ -66,15 +66,15 @@ func (m *Membership) MarshalBinary() ([]byte, error) {
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("encoding membership: %w", err)
 	}
-	e := encoder{b: make([]byte, 0, 1024)}
+	e := newEncoder(1024)
 	e.header(membershipMagic)
 	if m.Delegation != nil {
-		e.bytes16(append(m.Delegation.signed(), m.Delegation.Signature[:]...))
+		e.Bytes16(append(m.Delegation.signed(), m.Delegation.Signature[:]...))
 	} else {
-		e.u16(0)
+		e.U16(0)
 	}
-	e.bytes16(append(m.Certificate.signed(), m.Certificate.Signature[:]...))
-	return e.b, nil
+	e.Bytes16(append(m.Certificate.signed(), m.Certificate.Signature[:]...))
+	return e.Bytes(), nil
 }
 
 // UnmarshalBinary parses b into m. It accepts only the canonical encoding of
@@ -84,8 +84,8 @@ func (m *Membership) UnmarshalBinary(b []byte) error {
 	if len(b) > MaxMembershipSize {
 		return malformed("membership", fmt.Errorf("%d bytes, at most %d allowed", len(b), MaxMembershipSize))
 	}
-	d := decoder{b: b}
-	n, err := d.membership(), d.done()
+	d := newDecoder(b)
+	n, err := d.membership(), d.Done()
 	if err != nil {
 		return malformed("membership", err)
 	}
@@ -98,16 +98,16 @@ func (m *Membership) UnmarshalBinary(b []byte) error {
 func (d *decoder) membership() Membership {
 	var m Membership
 	d.header(membershipMagic)
-	if raw := d.bytes16("delegation"); len(raw) > 0 {
+	if raw := d.Bytes16("delegation"); len(raw) > 0 {
 		dl, err := parseDelegation(raw)
 		if err != nil {
-			d.failf("delegation: %w", err)
+			d.Failf("delegation: %w", err)
 		}
 		m.Delegation = &dl
 	}
 	var err error
-	if m.Certificate, err = parseCertificate(d.bytes16("certificate")); err != nil {
-		d.failf("certificate: %w", err)
+	if m.Certificate, err = parseCertificate(d.Bytes16("certificate")); err != nil {
+		d.Failf("certificate: %w", err)
 	}
 	return m
 }

@@ -216,8 +216,8 @@ func malformedMemberships(t testing.TB, f *fixture) []byteCase {
 	cert := mustMarshal(t, &f.m.Certificate)
 	twoCerts := encoder{}
 	twoCerts.header(membershipMagic)
-	twoCerts.bytes16(cert)
-	twoCerts.bytes16(cert)
+	twoCerts.Bytes16(cert)
+	twoCerts.Bytes16(cert)
 	return []byteCase{
 		{"empty", nil},
 		{"header only", enc[:5]},
@@ -226,7 +226,7 @@ func malformedMemberships(t testing.TB, f *fixture) []byteCase {
 		{"delegation length huge", setByte(setByte(enc, 5, 0xff), 6, 0xff)},
 		{"certificate missing", renewed[:7]},
 		{"certificate length short", setByte(renewed, 8, renewed[8]-1)},
-		{"delegation holds a certificate", twoCerts.b},
+		{"delegation holds a certificate", twoCerts.Bytes()},
 		{"oversized", make([]byte, MaxMembershipSize+1)},
 	}
 }

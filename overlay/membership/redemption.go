@@ -159,20 +159,20 @@ func compareIDs(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) }
 // ID.
 func (r *Redemptions) MarshalBinary() ([]byte, error) {
 	recs := r.Records()
-	e := encoder{b: make([]byte, 0, 16+len(recs)*1500)}
+	e := newEncoder(16 + len(recs)*1500)
 	e.header(redemptionsMagic)
-	e.u32(uint32(len(recs)))
+	e.U32(uint32(len(recs)))
 	for _, m := range recs {
 		b, err := m.MarshalBinary()
 		if err != nil {
 			return nil, fmt.Errorf("encoding redemptions: %w", err)
 		}
-		e.bytes16(b)
+		e.Bytes16(b)
 	}
-	if len(e.b) > MaxRedemptionsSize {
-		return nil, fmt.Errorf("encoding redemptions: %d bytes, at most %d allowed", len(e.b), MaxRedemptionsSize)
+	if len(e.Bytes()) > MaxRedemptionsSize {
+		return nil, fmt.Errorf("encoding redemptions: %d bytes, at most %d allowed", len(e.Bytes()), MaxRedemptionsSize)
 	}
-	return e.b, nil
+	return e.Bytes(), nil
 }
 
 // UnmarshalBinary replaces the records with those encoded in b. It accepts
@@ -194,29 +194,29 @@ func parseRedemptions(b []byte) (map[[16]byte]*Membership, error) {
 	if len(b) > MaxRedemptionsSize {
 		return nil, fmt.Errorf("%d bytes, at most %d allowed", len(b), MaxRedemptionsSize)
 	}
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.header(redemptionsMagic)
-	n := d.u32("records")
+	n := d.U32("records")
 	recs := make(map[[16]byte]*Membership)
 	var last *[16]byte
-	for i := uint32(0); i < n && d.err == nil; i++ {
-		sub := decoder{b: d.bytes16("record")}
+	for i := uint32(0); i < n && d.Err() == nil; i++ {
+		sub := newDecoder(d.Bytes16("record"))
 		m := sub.membership()
-		if err := sub.done(); err != nil {
-			d.failf("record %d: %w", i, err)
+		if err := sub.Done(); err != nil {
+			d.Failf("record %d: %w", i, err)
 			break
 		}
 		if m.Delegation == nil {
-			d.failf("record %d: %w", i, errNotDelegated)
+			d.Failf("record %d: %w", i, errNotDelegated)
 			break
 		}
 		id := m.Delegation.InviteID
 		if last != nil && compareIDs(*last, id) >= 0 {
-			d.failf("record %d is not after record %d", i, i-1)
+			d.Failf("record %d is not after record %d", i, i-1)
 			break
 		}
 		last = &id
 		recs[id] = &m
 	}
-	return recs, d.done()
+	return recs, d.Done()
 }

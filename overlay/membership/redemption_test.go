@@ -158,11 +158,11 @@ func malformedRedemptions(t testing.TB, f *fixture) []byteCase {
 	enc := func(ms ...*Membership) []byte {
 		e := encoder{}
 		e.header(redemptionsMagic)
-		e.u32(uint32(len(ms)))
+		e.U32(uint32(len(ms)))
 		for _, m := range ms {
-			e.bytes16(mustMarshal(t, m))
+			e.Bytes16(mustMarshal(t, m))
 		}
-		return e.b
+		return e.Bytes()
 	}
 	good := enc(recs...)
 	return []byteCase{

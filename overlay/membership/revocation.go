@@ -153,18 +153,18 @@ func (l *RevocationList) validate() error {
 }
 
 func (l *RevocationList) signed() []byte {
-	e := encoder{b: make([]byte, 0, 64+len(l.Entries)*48)}
+	e := newEncoder(64 + len(l.Entries)*48)
 	e.header(revocationMagic)
-	e.raw(l.CommunityID[:])
-	e.u64(l.Sequence)
+	e.Raw(l.CommunityID[:])
+	e.U64(l.Sequence)
 	e.unix(l.IssuedAt)
-	e.u16(uint16(len(l.Entries)))
+	e.U16(uint16(len(l.Entries)))
 	for _, r := range l.Entries {
-		e.u8(uint8(r.Kind))
-		e.raw(r.ID)
-		e.str8(r.Reason)
+		e.U8(uint8(r.Kind))
+		e.Raw(r.ID)
+		e.Str8(r.Reason)
 	}
-	return e.b
+	return e.Bytes()
 }
 
 // MarshalBinary returns the encoding of l, or an error naming the first
@@ -197,24 +197,24 @@ func parseRevocationList(b []byte) (RevocationList, error) {
 		return RevocationList{}, fmt.Errorf("%d bytes, at most %d allowed", len(b), MaxRevocationListSize)
 	}
 	var l RevocationList
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.header(revocationMagic)
 	l.Version = formatVersion
-	d.array(l.CommunityID[:], "community id")
-	l.Sequence = d.u64("sequence")
+	d.Array(l.CommunityID[:], "community id")
+	l.Sequence = d.U64("sequence")
 	l.IssuedAt = d.unix("issued at")
-	n := int(d.u16("entries"))
-	for i := 0; i < n && d.err == nil; i++ {
-		r := Revocation{Kind: RevocationKind(d.u8("revocation kind"))}
-		if d.err == nil && r.Kind.idLen() == 0 {
-			d.failf("entry %d: revocation kind %d is unknown", i, r.Kind)
+	n := int(d.U16("entries"))
+	for i := 0; i < n && d.Err() == nil; i++ {
+		r := Revocation{Kind: RevocationKind(d.U8("revocation kind"))}
+		if d.Err() == nil && r.Kind.idLen() == 0 {
+			d.Failf("entry %d: revocation kind %d is unknown", i, r.Kind)
 		}
-		r.ID = bytes.Clone(d.take(r.Kind.idLen(), "revocation id"))
-		r.Reason = d.str8("reason")
+		r.ID = bytes.Clone(d.Take(r.Kind.idLen(), "revocation id"))
+		r.Reason = d.Str8("reason")
 		l.Entries = append(l.Entries, r)
 	}
-	d.array(l.Signature[:], "signature")
-	err := d.done()
+	d.Array(l.Signature[:], "signature")
+	err := d.Done()
 	if err == nil {
 		err = l.validate()
 	}

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"crypto/ed25519"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cloudbox/cloudbox/overlay/internal/wire"
 )
 
 // Limits of the encodings, see the package comment.
@@ -28,148 +29,68 @@ const (
 	formatVersion = 1
 )
 
-// encoder appends the big-endian wire encoding of fields to b. It does not
-// check limits: callers validate before encoding.
-type encoder struct{ b []byte }
+// encoder appends the big-endian wire encoding of fields. It does not check
+// limits: callers validate before encoding.
+type encoder struct{ wire.Encoder }
 
-func (e *encoder) raw(p []byte)     { e.b = append(e.b, p...) }
-func (e *encoder) u8(v uint8)       { e.b = append(e.b, v) }
-func (e *encoder) u16(v uint16)     { e.b = binary.BigEndian.AppendUint16(e.b, v) }
-func (e *encoder) u32(v uint32)     { e.b = binary.BigEndian.AppendUint32(e.b, v) }
-func (e *encoder) u64(v uint64)     { e.b = binary.BigEndian.AppendUint64(e.b, v) }
-func (e *encoder) unix(t time.Time) { e.u64(uint64(t.Unix())) }
-func (e *encoder) str8(s string)    { e.u8(uint8(len(s))); e.b = append(e.b, s...) }
-func (e *encoder) bytes16(p []byte) { e.u16(uint16(len(p))); e.raw(p) }
+func newEncoder(capacity int) encoder { return encoder{wire.NewEncoder(capacity)} }
 
-func (e *encoder) header(magic string) {
-	e.b = append(e.b, magic...)
-	e.u8(formatVersion)
-}
+func (e *encoder) unix(t time.Time) { e.U64(uint64(t.Unix())) }
+
+func (e *encoder) header(magic string) { e.Header(magic, formatVersion) }
 
 func (e *encoder) addr4(a netip.Addr) {
 	b := a.As4()
-	e.raw(b[:])
+	e.Raw(b[:])
 }
 
 func (e *encoder) groups(g []string) {
-	e.u8(uint8(len(g)))
+	e.U8(uint8(len(g)))
 	for _, s := range g {
-		e.str8(s)
+		e.Str8(s)
 	}
 }
 
 // decoder reads what encoder writes. The first error sticks: later reads
-// return zero values, so parsers read every field and check err once.
-// Nothing it returns aliases the input.
-type decoder struct {
-	b   []byte
-	err error
-}
+// return zero values, so parsers read every field and check the error once.
+// Nothing it returns aliases the input, except bytes16 fields, which callers
+// parse right away.
+type decoder struct{ wire.Decoder }
 
-func (d *decoder) failf(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, args...)
-	}
-}
+func newDecoder(b []byte) decoder { return decoder{wire.NewDecoder(b)} }
 
-// take returns the next n bytes, or nil after an error.
-func (d *decoder) take(n int, what string) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n > len(d.b) {
-		d.failf("%s: truncated", what)
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *decoder) u8(what string) uint8 {
-	if p := d.take(1, what); p != nil {
-		return p[0]
-	}
-	return 0
-}
-
-func (d *decoder) u16(what string) uint16 {
-	if p := d.take(2, what); p != nil {
-		return binary.BigEndian.Uint16(p)
-	}
-	return 0
-}
-
-func (d *decoder) u32(what string) uint32 {
-	if p := d.take(4, what); p != nil {
-		return binary.BigEndian.Uint32(p)
-	}
-	return 0
-}
-
-func (d *decoder) u64(what string) uint64 {
-	if p := d.take(8, what); p != nil {
-		return binary.BigEndian.Uint64(p)
-	}
-	return 0
-}
-
-// array fills dst, which has the field's fixed size.
-func (d *decoder) array(dst []byte, what string) { copy(dst, d.take(len(dst), what)) }
-
-func (d *decoder) str8(what string) string { return string(d.take(int(d.u8(what)), what)) }
-
-// bytes16 returns the next length-prefixed field without copying it; callers
-// parse it right away.
-func (d *decoder) bytes16(what string) []byte { return d.take(int(d.u16(what)), what) }
-
-func (d *decoder) header(magic string) {
-	if got := d.take(len(magic), "magic"); d.err == nil && string(got) != magic {
-		d.failf("magic %q, want %q", got, magic)
-	}
-	if v := d.u8("version"); d.err == nil && v != formatVersion {
-		d.failf("unsupported version %d, want %d", v, formatVersion)
-	}
-}
+func (d *decoder) header(magic string) { d.Header(magic, formatVersion) }
 
 func (d *decoder) unix(what string) time.Time {
-	v := d.u64(what)
-	if d.err == nil && v > maxUnix {
-		d.failf("%s: %d seconds is after the year 9999", what, v)
+	v := d.U64(what)
+	if d.Err() == nil && v > maxUnix {
+		d.Failf("%s: %d seconds is after the year 9999", what, v)
 	}
 	return time.Unix(int64(v), 0).UTC()
 }
 
 func (d *decoder) addr4(what string) netip.Addr {
 	var b [4]byte
-	d.array(b[:], what)
+	d.Array(b[:], what)
 	return netip.AddrFrom4(b)
 }
 
 func (d *decoder) publicKey(what string) ed25519.PublicKey {
 	k := make(ed25519.PublicKey, ed25519.PublicKeySize)
-	d.array(k, what)
+	d.Array(k, what)
 	return k
 }
 
 func (d *decoder) groups() []string {
-	n := d.u8("groups")
-	if d.err == nil && n > maxGroups {
-		d.failf("groups: %d, at most %d allowed", n, maxGroups)
+	n := d.U8("groups")
+	if d.Err() == nil && n > maxGroups {
+		d.Failf("groups: %d, at most %d allowed", n, maxGroups)
 	}
 	var g []string
-	for i := 0; i < int(n) && d.err == nil; i++ {
-		g = append(g, d.str8("group"))
+	for i := 0; i < int(n) && d.Err() == nil; i++ {
+		g = append(g, d.Str8("group"))
 	}
 	return g
-}
-
-// done reports the first error, or trailing bytes.
-func (d *decoder) done() error {
-	if d.err == nil && len(d.b) > 0 {
-		d.failf("%d trailing bytes", len(d.b))
-	}
-	return d.err
 }
 
 // malformed wraps a parse or validation error of the named encoding.

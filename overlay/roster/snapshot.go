@@ -159,11 +159,11 @@ func encodeSnapshot(id membership.CommunityID, recs []wireRecord, rev []byte, re
 	if size > MaxSnapshotSize {
 		return nil, fmt.Errorf("encoding snapshot: %w: %d bytes or more, at most %d allowed", ErrTooLarge, size, MaxSnapshotSize)
 	}
-	e := encoder{b: make([]byte, 0, size)}
-	e.raw([]byte(snapshotMagic))
-	e.u8(snapshotVersion)
-	e.raw(id[:])
-	e.u16(uint16(len(recs)))
+	e := newEncoder(size)
+	e.Raw([]byte(snapshotMagic))
+	e.U8(snapshotVersion)
+	e.Raw(id[:])
+	e.U16(uint16(len(recs)))
 	for i, r := range recs {
 		if i > 0 && bytes.Compare(recs[i-1].key[:], r.key[:]) >= 0 {
 			return nil, fmt.Errorf("encoding snapshot: %w: record %d (node %s) is not after record %d", ErrMalformed, i, membership.NodeID(r.key), i-1)
@@ -178,24 +178,24 @@ func encodeSnapshot(id membership.CommunityID, recs []wireRecord, rev []byte, re
 		if err != nil {
 			return nil, fmt.Errorf("encoding snapshot: %w: record %d (node %s): %w", ErrMalformed, i, membership.NodeID(r.key), err)
 		}
-		e.bytes16(r.chain)
-		e.u64(upd)
+		e.Bytes16(r.chain)
+		e.U64(upd)
 		var flags uint8
 		if r.relay {
 			flags |= flagRelayOK
 		}
-		e.u8(flags)
-		e.u8(uint8(len(r.eps)))
+		e.U8(flags)
+		e.U8(uint8(len(r.eps)))
 		for _, ap := range r.eps {
 			e.endpoint(ap)
 		}
 	}
-	e.bytes32(rev)
-	e.u32(uint32(len(reds)))
+	e.Bytes32(rev)
+	e.U32(uint32(len(reds)))
 	for _, b := range reds {
-		e.bytes16(b)
+		e.Bytes16(b)
 	}
-	return e.b, nil
+	return e.Bytes(), nil
 }
 
 // DecodeSnapshot parses an encoded snapshot. It accepts only the canonical
@@ -213,15 +213,15 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 	if len(b) > MaxSnapshotSize {
 		return nil, fmt.Errorf("%d bytes, at most %d allowed", len(b), MaxSnapshotSize)
 	}
-	d := decoder{b: b}
-	d.header(snapshotMagic, snapshotVersion)
+	d := newDecoder(b)
+	d.Header(snapshotMagic, snapshotVersion)
 	s := new(Snapshot)
-	copy(s.Community[:], d.take(len(s.Community), "community id"))
-	n := d.u16("records")
-	if d.err == nil && n > MaxMembers {
-		d.failf("%d records, at most %d allowed", n, MaxMembers)
+	copy(s.Community[:], d.Take(len(s.Community), "community id"))
+	n := d.U16("records")
+	if d.Err() == nil && n > MaxMembers {
+		d.Failf("%d records, at most %d allowed", n, MaxMembers)
 	}
-	for i := 0; i < int(n) && d.err == nil; i++ {
+	for i := 0; i < int(n) && d.Err() == nil; i++ {
 		rec, err := d.record()
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
@@ -234,20 +234,20 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 		}
 		s.Records = append(s.Records, rec)
 	}
-	if rev := d.bytes32("revocation list"); d.err == nil && len(rev) > 0 {
+	if rev := d.Bytes32("revocation list"); d.Err() == nil && len(rev) > 0 {
 		l := new(membership.RevocationList)
 		if err := l.UnmarshalBinary(rev); err != nil {
 			return nil, err
 		}
 		s.Revocations = l
 	}
-	n32 := d.u32("redemptions")
-	for i := uint32(0); i < n32 && d.err == nil; i++ {
+	n32 := d.U32("redemptions")
+	for i := uint32(0); i < n32 && d.Err() == nil; i++ {
 		m := new(membership.Membership)
-		if err := m.UnmarshalBinary(d.bytes16("redemption")); d.err == nil && err != nil {
+		if err := m.UnmarshalBinary(d.Bytes16("redemption")); d.Err() == nil && err != nil {
 			return nil, fmt.Errorf("redemption %d: %w", i, err)
 		}
-		if d.err != nil {
+		if d.Err() != nil {
 			break
 		}
 		if m.Delegation == nil {
@@ -261,7 +261,7 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 		}
 		s.Redemptions = append(s.Redemptions, m)
 	}
-	if err := d.done(); err != nil {
+	if err := d.Done(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -269,12 +269,12 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 
 func (d *decoder) record() (Record, error) {
 	var rec Record
-	chain := d.bytes16("membership")
-	upd := d.u64("updated")
-	flags := d.u8("flags")
-	n := d.u8("endpoints")
-	if d.err != nil {
-		return rec, d.err
+	chain := d.Bytes16("membership")
+	upd := d.U64("updated")
+	flags := d.U8("flags")
+	n := d.U8("endpoints")
+	if d.Err() != nil {
+		return rec, d.Err()
 	}
 	m := new(membership.Membership)
 	if err := m.UnmarshalBinary(chain); err != nil {
@@ -292,15 +292,15 @@ func (d *decoder) record() (Record, error) {
 	if n > MaxEndpoints {
 		return rec, fmt.Errorf("%d endpoints, at most %d allowed", n, MaxEndpoints)
 	}
-	for i := 0; i < int(n) && d.err == nil; i++ {
+	for i := 0; i < int(n) && d.Err() == nil; i++ {
 		ap := d.endpoint("endpoint")
-		if d.err == nil && slices.Contains(rec.Endpoints, ap) {
+		if d.Err() == nil && slices.Contains(rec.Endpoints, ap) {
 			return rec, fmt.Errorf("endpoint %v: listed twice", ap)
 		}
 		rec.Endpoints = append(rec.Endpoints, ap)
 	}
-	if d.err != nil {
-		return rec, d.err
+	if d.Err() != nil {
+		return rec, d.Err()
 	}
 	if rec.Updated.IsZero() && (len(rec.Endpoints) > 0 || rec.RelayOK) {
 		return rec, fmt.Errorf("endpoints or relay without an update time")

@@ -67,31 +67,31 @@ type snapshotBuilder struct{ e encoder }
 
 func newBuilder(id membership.CommunityID, records int) *snapshotBuilder {
 	b := &snapshotBuilder{}
-	b.e.raw([]byte(snapshotMagic))
-	b.e.u8(snapshotVersion)
-	b.e.raw(id[:])
-	b.e.u16(uint16(records))
+	b.e.Raw([]byte(snapshotMagic))
+	b.e.U8(snapshotVersion)
+	b.e.Raw(id[:])
+	b.e.U16(uint16(records))
 	return b
 }
 
 func (b *snapshotBuilder) record(chain []byte, updated uint64, flags uint8, eps ...[]byte) *snapshotBuilder {
-	b.e.bytes16(chain)
-	b.e.u64(updated)
-	b.e.u8(flags)
-	b.e.u8(uint8(len(eps)))
+	b.e.Bytes16(chain)
+	b.e.U64(updated)
+	b.e.U8(flags)
+	b.e.U8(uint8(len(eps)))
 	for _, ep := range eps {
-		b.e.raw(ep)
+		b.e.Raw(ep)
 	}
 	return b
 }
 
 func (b *snapshotBuilder) tail(rev []byte, reds ...[]byte) []byte {
-	b.e.bytes32(rev)
-	b.e.u32(uint32(len(reds)))
+	b.e.Bytes32(rev)
+	b.e.U32(uint32(len(reds)))
 	for _, r := range reds {
-		b.e.bytes16(r)
+		b.e.Bytes16(r)
 	}
-	return b.e.b
+	return b.e.Bytes()
 }
 
 func rawEP(family byte, addr []byte, port uint16) []byte {
@@ -157,11 +157,11 @@ func malformedSnapshots(t testing.TB) []byteCase {
 	add("update time beyond int64", newBuilder(id, 1).record(ca, math.MaxInt64+1, 0).tail(nil))
 	add("update time in 2262", newBuilder(id, 1).record(ca, math.MaxInt64, 0).tail(nil))
 	add("garbage revocation list", newBuilder(id, 0).tail([]byte("CBR1\x01")))
-	add("revocation length beyond input", append(newBuilder(id, 0).e.b, 0, 0, 1, 0, 0, 0, 0, 0))
+	add("revocation length beyond input", append(newBuilder(id, 0).e.Bytes(), 0, 0, 1, 0, 0, 0, 0, 0))
 	add("redemption without invitation", newBuilder(id, 0).tail(nil, mustMarshal(t, f.founder(nodeKey(t, 9), t0))))
 	add("redemptions out of order", newBuilder(id, 0).tail(nil, r2, r1))
 	add("redemption twice", newBuilder(id, 0).tail(nil, r1, r1))
-	add("redemption count beyond input", append(newBuilder(id, 0).e.b, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff))
+	add("redemption count beyond input", append(newBuilder(id, 0).e.Bytes(), 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff))
 	add("over the size limit", append(newBuilder(id, 0).tail(nil), make([]byte, MaxSnapshotSize)...))
 	return cases
 }

@@ -1,145 +1,63 @@
 package roster
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/cloudbox/cloudbox/overlay/internal/wire"
 )
 
 // encoder appends the big-endian fields of the snapshot encoding.
-type encoder struct{ b []byte }
+type encoder struct{ wire.Encoder }
 
-func (e *encoder) raw(p []byte)     { e.b = append(e.b, p...) }
-func (e *encoder) u8(v uint8)       { e.b = append(e.b, v) }
-func (e *encoder) u16(v uint16)     { e.b = binary.BigEndian.AppendUint16(e.b, v) }
-func (e *encoder) u32(v uint32)     { e.b = binary.BigEndian.AppendUint32(e.b, v) }
-func (e *encoder) u64(v uint64)     { e.b = binary.BigEndian.AppendUint64(e.b, v) }
-func (e *encoder) bytes16(p []byte) { e.u16(uint16(len(p))); e.raw(p) }
-func (e *encoder) bytes32(p []byte) { e.u32(uint32(len(p))); e.raw(p) }
+func newEncoder(capacity int) encoder { return encoder{wire.NewEncoder(capacity)} }
 
 // endpoint writes family, address and port; ap must pass checkEndpoint.
 func (e *encoder) endpoint(ap netip.AddrPort) {
 	if a := ap.Addr(); a.Is4() {
-		e.u8(4)
+		e.U8(4)
 		b := a.As4()
-		e.raw(b[:])
+		e.Raw(b[:])
 	} else {
-		e.u8(6)
+		e.U8(6)
 		b := a.As16()
-		e.raw(b[:])
+		e.Raw(b[:])
 	}
-	e.u16(ap.Port())
+	e.U16(ap.Port())
 }
 
 // decoder reads what encoder writes. The first error sticks: later reads
-// return zero values, so parsers read every field and check err once.
-type decoder struct {
-	b   []byte
-	err error
-}
+// return zero values, so parsers read every field and check the error once.
+type decoder struct{ wire.Decoder }
 
-func (d *decoder) failf(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, args...)
-	}
-}
-
-// take returns the next n bytes (aliasing the input), or nil after an error.
-func (d *decoder) take(n int, what string) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n > len(d.b) {
-		d.failf("%s: truncated", what)
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *decoder) u8(what string) uint8 {
-	if p := d.take(1, what); p != nil {
-		return p[0]
-	}
-	return 0
-}
-
-func (d *decoder) u16(what string) uint16 {
-	if p := d.take(2, what); p != nil {
-		return binary.BigEndian.Uint16(p)
-	}
-	return 0
-}
-
-func (d *decoder) u32(what string) uint32 {
-	if p := d.take(4, what); p != nil {
-		return binary.BigEndian.Uint32(p)
-	}
-	return 0
-}
-
-func (d *decoder) u64(what string) uint64 {
-	if p := d.take(8, what); p != nil {
-		return binary.BigEndian.Uint64(p)
-	}
-	return 0
-}
-
-func (d *decoder) bytes16(what string) []byte { return d.take(int(d.u16(what)), what) }
-
-func (d *decoder) bytes32(what string) []byte {
-	n := d.u32(what)
-	if d.err == nil && uint64(n) > uint64(len(d.b)) {
-		d.failf("%s: truncated", what)
-		return nil
-	}
-	return d.take(int(n), what)
-}
-
-func (d *decoder) header(magic string, version uint8) {
-	if got := d.take(len(magic), "magic"); d.err == nil && string(got) != magic {
-		d.failf("magic %q, want %q", got, magic)
-	}
-	if v := d.u8("version"); d.err == nil && v != version {
-		d.failf("unsupported version %d, want %d", v, version)
-	}
-}
+func newDecoder(b []byte) decoder { return decoder{wire.NewDecoder(b)} }
 
 func (d *decoder) endpoint(what string) netip.AddrPort {
 	var a netip.Addr
-	switch fam := d.u8(what + " family"); {
-	case d.err != nil:
+	switch fam := d.U8(what + " family"); {
+	case d.Err() != nil:
 		return netip.AddrPort{}
 	case fam == 4:
 		var b [4]byte
-		copy(b[:], d.take(len(b), what))
+		copy(b[:], d.Take(len(b), what))
 		a = netip.AddrFrom4(b)
 	case fam == 6:
 		var b [16]byte
-		copy(b[:], d.take(len(b), what))
+		copy(b[:], d.Take(len(b), what))
 		a = netip.AddrFrom16(b)
 	default:
-		d.failf("%s: family %d, want 4 or 6", what, fam)
+		d.Failf("%s: family %d, want 4 or 6", what, fam)
 	}
-	ap := netip.AddrPortFrom(a, d.u16(what+" port"))
-	if d.err == nil {
+	ap := netip.AddrPortFrom(a, d.U16(what+" port"))
+	if d.Err() == nil {
 		if err := checkEndpoint(ap); err != nil {
-			d.failf("%s: %w", what, err)
+			d.Failf("%s: %w", what, err)
 		}
 	}
 	return ap
-}
-
-// done reports the first error, or trailing bytes.
-func (d *decoder) done() error {
-	if d.err == nil && len(d.b) > 0 {
-		d.failf("%d trailing bytes", len(d.b))
-	}
-	return d.err
 }
 
 // checkEndpoint reports whether ap may be a member's underlay endpoint: a
