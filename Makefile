@@ -64,3 +64,13 @@ test: deps vet cross
 
 clean:
 	rm -rf $(OUT)
+
+# Peer benchmarks (root; see bench/README.md). Not part of `make test`.
+.PHONY: bench bench-overlay bench-dns
+bench: bench-overlay bench-dns
+
+bench-overlay:
+	@bash bench/overlay.sh
+
+bench-dns:
+	@bash bench/dns.sh
