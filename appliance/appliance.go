@@ -224,6 +224,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 			serveErr = fmt.Errorf("serving http: %w", err)
 		}
+	} else {
+		// Serve failed: cut the connections it had accepted.
+		srv.Close()
 	}
 	if overlayDone != nil {
 		overlayErr = <-overlayDone

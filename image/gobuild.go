@@ -79,14 +79,24 @@ func moduleDir(ctx context.Context, cfg *Config, path string) (string, error) {
 	return info.Dir, nil
 }
 
+// goEnvVar returns one variable of `go env`, run in dir.
+func goEnvVar(ctx context.Context, goCmd, dir, name string) (string, error) {
+	cmd := exec.CommandContext(ctx, goCmd, "env", name)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go env %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 // findSourceDir returns the root of the cloudbox module containing the
 // working directory.
 func findSourceDir(ctx context.Context, goCmd string) (string, error) {
-	out, err := exec.CommandContext(ctx, goCmd, "env", "GOMOD").Output()
+	gomod, err := goEnvVar(ctx, goCmd, "", "GOMOD")
 	if err != nil {
-		return "", fmt.Errorf("locating the cloudbox source tree (go env GOMOD): %w", err)
+		return "", fmt.Errorf("locating the cloudbox source tree: %w", err)
 	}
-	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
 		return "", fmt.Errorf("not inside the cloudbox source tree: run cloudbox from its checkout or pass the source directory")
 	}

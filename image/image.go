@@ -53,6 +53,10 @@ type Config struct {
 	GoCmd string
 	// Logger receives progress events; nil discards them.
 	Logger *slog.Logger
+
+	// goroot is the GOROOT of GoCmd, the toolchain that compiles the
+	// image (its time zone database goes into the image).
+	goroot string
 }
 
 func (c *Config) goCmd() string {
@@ -226,6 +230,11 @@ func (c *Config) setDefaults(ctx context.Context) error {
 		}
 		c.SourceDir = dir
 	}
+	goroot, err := goEnvVar(ctx, c.goCmd(), c.SourceDir, "GOROOT")
+	if err != nil {
+		return fmt.Errorf("locating the Go toolchain: %w", err)
+	}
+	c.goroot = goroot
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/cloudbox/cloudbox/image/internal/squashfs"
 )
@@ -53,7 +52,7 @@ func rootTree(cfg *Config, binDir, kernelDir string) (map[string]rootEntry, erro
 
 	// Time zones: Go's own database, pinned by the toolchain, not the
 	// build host's /usr/share/zoneinfo.
-	zi := filepath.Join(runtime.GOROOT(), "lib", "time", "zoneinfo.zip")
+	zi := filepath.Join(cfg.goroot, "lib", "time", "zoneinfo.zip")
 	zdata, err := os.ReadFile(zi)
 	if err != nil {
 		return nil, fmt.Errorf("reading Go's time zone database: %w", err)

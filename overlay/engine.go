@@ -303,6 +303,13 @@ func (e *Engine) run(ctx context.Context) error {
 	clear(e.devPeers)
 	err = e.syncLocked()
 	e.mu.Unlock()
+	// Forget the device before the deferred Close, whatever the way out,
+	// so SetPeers and Peers never reach a closed device.
+	defer func() {
+		e.mu.Lock()
+		e.dev = nil
+		e.mu.Unlock()
+	}()
 	if err != nil {
 		return err
 	}
@@ -319,9 +326,6 @@ func (e *Engine) run(ctx context.Context) error {
 	}
 	bcancel()
 	wg.Wait()
-	e.mu.Lock()
-	e.dev = nil
-	e.mu.Unlock()
 	e.log.Info("overlay down", "interface", name)
 	return err
 }

@@ -20,6 +20,9 @@ need=(
   "tcpdump:tcpdump"
   "ping:iputils-ping"
   "dig:dnsutils"
+  "sysctl:procps"
+  "gcc:gcc"                         # go test -race needs cgo
+  "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"
   "/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf"
 )

@@ -10,13 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudbox/cloudbox/appliance"
 	"github.com/cloudbox/cloudbox/appliance/state"
 	"github.com/cloudbox/cloudbox/overlay/community"
 	"github.com/cloudbox/cloudbox/overlay/membership"
 )
 
 // overlayDir is where a box keeps its membership, inside its state dir.
-func overlayDir(stateDir string) string { return filepath.Join(stateDir, "overlay") }
+func overlayDir(stateDir string) string { return filepath.Join(stateDir, appliance.OverlayDir) }
 
 // runCommunity dispatches `cloudbox community <sub>`.
 func runCommunity(ctx context.Context, args []string) error {

@@ -127,13 +127,13 @@ func (c Config) Args(m Machine, kernelPath, varsPath string) []string {
 	}
 	if c.UEFI {
 		args = append(args,
-			"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
-			"-drive", "if=pflash,format=raw,file="+varsPath)
+			"-drive", "if=pflash,format=raw,readonly=on,file="+qemuEscape(ovmfCode),
+			"-drive", "if=pflash,format=raw,file="+qemuEscape(varsPath))
 	} else {
 		args = append(args, "-kernel", kernelPath, "-append", m.Cmdline)
 	}
 	args = append(args,
-		"-drive", "file="+c.Image+",if=none,id=disk0,format=raw,cache=writeback",
+		"-drive", "file="+qemuEscape(c.Image)+",if=none,id=disk0,format=raw,cache=writeback",
 		"-device", "nvme,drive=disk0,serial=cloudbox0",
 		"-netdev", fmt.Sprintf("user,id=net0,net=%s,hostfwd=tcp:127.0.0.1:%d-:80", c.Network, c.HTTPPort),
 		"-device", "virtio-net-pci,netdev=net0",
@@ -236,3 +236,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	}
 }
+
+// qemuEscape escapes a value inside a qemu option list, where a comma
+// separates options and a doubled comma stands for itself.
+func qemuEscape(v string) string { return strings.ReplaceAll(v, ",", ",,") }
