@@ -43,8 +43,8 @@ func TestTwoNodes(t *testing.T) {
 		t.Errorf("a's status of b = %+v, want a confirmed direct path to 192.0.2.2:51820 with a handshake", ps)
 	}
 
-	overlay := iperf3(t, nsB, nsA, b.ipv4, 3)
-	plain := iperf3(t, nsB, nsA, netip.MustParseAddr("192.0.2.2"), 3)
+	overlay := netnstest.Iperf3(t, nsB, nsA, b.ipv4.String(), 3)
+	plain := netnstest.Iperf3(t, nsB, nsA, "192.0.2.2", 3)
 	t.Logf("iperf3 TCP a -> b: overlay %.0f Mbit/s, plain veth %.0f Mbit/s", overlay, plain)
 
 	for _, n := range []*testNode{a, b} {
@@ -113,8 +113,8 @@ func TestRelay(t *testing.T) {
 
 	took := waitPing(t, nsA, b.ipv4, 30*time.Second)
 	t.Logf("first relayed ping a -> b answered after %v", took.Round(time.Millisecond))
-	waitFor(t, 15*time.Second, pathIs(t, a, b, "relay via r"))
-	waitFor(t, 15*time.Second, pathIs(t, b, a, "relay via r"))
+	netnstest.WaitFor(t, 15*time.Second, pathIs(t, a, b, "relay via r"))
+	netnstest.WaitFor(t, 15*time.Second, pathIs(t, b, a, "relay via r"))
 
 	// R forwards but never decrypts: nothing of A and B reaches its TUN,
 	// and the payload is not on its wire in the clear.
@@ -142,15 +142,15 @@ func TestRelay(t *testing.T) {
 	if len(onR) < n*100 {
 		t.Errorf("r's capture has only %d bytes", len(onR))
 	}
-	relayed := iperf3(t, nsB, nsA, b.ipv4, 2)
+	relayed := netnstest.Iperf3(t, nsB, nsA, b.ipv4.String(), 2)
 	t.Logf("iperf3 TCP a -> b relayed through r: %.0f Mbit/s", relayed)
 
 	unblock()
-	took = waitFor(t, 30*time.Second, pathIs(t, a, b, "direct 192.0.2.2:51820"))
-	waitFor(t, 15*time.Second, pathIs(t, b, a, "direct 192.0.2.1:51820"))
+	took = netnstest.WaitFor(t, 30*time.Second, pathIs(t, a, b, "direct 192.0.2.2:51820"))
+	netnstest.WaitFor(t, 15*time.Second, pathIs(t, b, a, "direct 192.0.2.1:51820"))
 	t.Logf("direct again %v after the block was lifted", took.Round(time.Millisecond))
 	pingRTT(t, nsA, b.ipv4, 3, "")
-	iperfMbit := iperf3(t, nsB, nsA, b.ipv4, 2)
+	iperfMbit := netnstest.Iperf3(t, nsB, nsA, b.ipv4.String(), 2)
 	t.Logf("iperf3 a -> b direct after relaying: %.0f Mbit/s", iperfMbit)
 }
 
@@ -183,7 +183,7 @@ func TestRelayFailover(t *testing.T) {
 
 	waitPing(t, nsA, b.ipv4, 30*time.Second)
 	var used, other *testNode
-	waitFor(t, 15*time.Second, func() string {
+	netnstest.WaitFor(t, 15*time.Second, func() string {
 		ps := a.peerStatus(t, b)
 		switch ps.Endpoint {
 		case "relay via r1":
@@ -199,7 +199,7 @@ func TestRelayFailover(t *testing.T) {
 	used.stop()
 	took := waitPing(t, nsA, b.ipv4, 20*time.Second)
 	t.Logf("ping a -> b answered again %v after %s stopped", took.Round(time.Millisecond), used.name)
-	waitFor(t, 15*time.Second, pathIs(t, a, b, "relay via "+other.name))
+	netnstest.WaitFor(t, 15*time.Second, pathIs(t, a, b, "relay via "+other.name))
 	pingRTT(t, nsA, b.ipv4, 5, "")
 }
 
@@ -227,8 +227,8 @@ func TestThroughputVersusWireGuardGo(t *testing.T) {
 	wgPair, ourPair := setup(true, "w"), setup(false, "")
 	var wg, ours float64
 	for range rounds {
-		wg = max(wg, iperf3(t, wgPair.b.ns, wgPair.a.ns, wgPair.b.ipv4, secs))
-		ours = max(ours, iperf3(t, ourPair.b.ns, ourPair.a.ns, ourPair.b.ipv4, secs))
+		wg = max(wg, netnstest.Iperf3(t, wgPair.b.ns, wgPair.a.ns, wgPair.b.ipv4.String(), secs))
+		ours = max(ours, netnstest.Iperf3(t, ourPair.b.ns, ourPair.a.ns, ourPair.b.ipv4.String(), secs))
 	}
 	t.Logf("single-stream TCP, best of %d x %ds: overlay %.0f Mbit/s, wireguard-go %.0f Mbit/s, ratio %.2f", rounds, secs, ours, wg, ours/wg)
 	// The target is 1.0; this floor only catches gross regressions, since
@@ -299,7 +299,7 @@ func TestHostilePackets(t *testing.T) {
 	before := b.status(t).Stats
 	spray(t, nsM, netip.MustParseAddrPort("192.0.2.2:51820"), packets)
 	var after Stats
-	waitFor(t, 10*time.Second, func() string {
+	netnstest.WaitFor(t, 10*time.Second, func() string {
 		after = b.status(t).Stats
 		d := func(x, y uint64) uint64 { return y - x }
 		switch {

@@ -408,27 +408,11 @@ func (n *testNode) peerStatus(t *testing.T, p *testNode) PeerStatus {
 	return PeerStatus{}
 }
 
-// waitFor polls cond every 100 ms until it returns "" or the timeout
-// passes; then it fails the test with cond's last complaint.
-func waitFor(t *testing.T, timeout time.Duration, cond func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var why string
-	for time.Since(start) < timeout {
-		if why = cond(); why == "" {
-			return time.Since(start)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("after %v: %s", timeout, why)
-	return 0
-}
-
 // waitPing waits until one ping from ns to addr gets an answer.
 func waitPing(t *testing.T, ns *netnstest.NS, addr netip.Addr, timeout time.Duration) time.Duration {
 	t.Helper()
 	testenv.RequireCommand(t, "ping", "iputils-ping")
-	return waitFor(t, timeout, func() string {
+	return netnstest.WaitFor(t, timeout, func() string {
 		out, err := ns.Try("ping", "-n", "-c", "1", "-W", "1", addr.String())
 		if err != nil {
 			return fmt.Sprintf("ping %s from %s fails: %v\n%s", addr, ns.Name, err, out)
@@ -460,58 +444,6 @@ func pingRTT(t *testing.T, ns *netnstest.NS, addr netip.Addr, count int, pattern
 	}
 	ms, _ := strconv.ParseFloat(m[2], 64)
 	return time.Duration(ms * float64(time.Millisecond))
-}
-
-// iperf3 runs a TCP test from client to server's addr for secs seconds and
-// returns the received throughput in Mbit/s.
-func iperf3(t *testing.T, server, client *netnstest.NS, addr netip.Addr, secs int) float64 {
-	t.Helper()
-	testenv.RequireCommand(t, "iperf3", "iperf3")
-	testenv.RequireCommand(t, "ss", "iproute2")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+30)*time.Second)
-	defer cancel()
-	srv := server.Command(ctx, "iperf3", "-s", "-1", "-B", addr.String(), "-p", "5201")
-	var srvOut lockedBuffer
-	srv.Stdout, srv.Stderr = &srvOut, &srvOut
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Wait() }()
-	defer func() {
-		srv.Process.Kill()
-		<-srvDone
-	}()
-	waitFor(t, 10*time.Second, func() string {
-		out, err := server.Try("ss", "-Hltn", "sport", "=", ":5201")
-		if err != nil || !strings.Contains(out, "5201") {
-			return fmt.Sprintf("iperf3 server does not listen: %v %s\n%s", err, out, srvOut.String())
-		}
-		return ""
-	})
-	out, err := client.Try("iperf3", "-c", addr.String(), "-p", "5201", "-t", strconv.Itoa(secs), "-J", "--connect-timeout", "5000")
-	if err != nil {
-		t.Fatalf("iperf3 client to %s: %v\n%s\nserver:\n%s", addr, err, out, srvOut.String())
-	}
-	var res struct {
-		Error string
-		End   struct {
-			SumReceived struct {
-				Bytes         float64 `json:"bytes"`
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			SumSent struct {
-				Retransmits int `json:"retransmits"`
-			} `json:"sum_sent"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("iperf3 output: %v\n%s", err, out)
-	}
-	if res.Error != "" || res.End.SumReceived.Bytes == 0 {
-		t.Fatalf("iperf3 to %s: error %q, %v bytes received", addr, res.Error, res.End.SumReceived.Bytes)
-	}
-	return res.End.SumReceived.BitsPerSecond / 1e6
 }
 
 // capture records UDP on an interface of ns with tcpdump until stop is
@@ -572,23 +504,4 @@ const pattern = "c10dbeefdeadbeefc0ffee0123456789"
 func patternBytes() []byte {
 	b, _ := hex.DecodeString(pattern)
 	return b
-}
-
-// lockedBuffer is a bytes.Buffer that a command may write while the test
-// reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

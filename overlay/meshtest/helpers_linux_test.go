@@ -104,24 +104,6 @@ func cli(t *testing.T, bin binaries, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// logBuffer collects a daemon's stderr.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // box is one cloudbox: a namespace with an underlay address, a state
 // directory, and at most one running cloudboxd.
 type box struct {
@@ -140,7 +122,7 @@ type box struct {
 // daemon is one run of cloudboxd.
 type daemon struct {
 	cmd    *exec.Cmd
-	log    *logBuffer
+	log    *netnstest.Buffer
 	exited chan struct{}
 	err    error // of Wait, set before exited is closed
 	once   sync.Once
@@ -242,7 +224,7 @@ func (b *box) start(t *testing.T, args ...string) {
 func (b *box) startNoWait(t *testing.T, dir string, args ...string) *daemon {
 	t.Helper()
 	all := append([]string{b.bin.daemon, "--state-dir", dir, "--name", b.name, "--http", apiAddr}, args...)
-	d := &daemon{cmd: b.ns.Command(context.Background(), all...), log: new(logBuffer), exited: make(chan struct{})}
+	d := &daemon{cmd: b.ns.Command(context.Background(), all...), log: new(netnstest.Buffer), exited: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// The daemon dies with the test process, whatever happens.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -418,24 +400,6 @@ func (b *box) overlayStatus(t *testing.T) componentStatus {
 	return st.Components["overlay"]
 }
 
-// waitFor polls cond every 200 ms until it returns "" or timeout passes;
-// then it fails the test with cond's last complaint. It returns how long
-// it waited.
-func waitFor(t *testing.T, timeout time.Duration, cond func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		why := cond()
-		if why == "" {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("after %v: %s", timeout, why)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 var rttRE = regexp.MustCompile(`= ([0-9.]+)/([0-9.]+)/([0-9.]+)/`)
 
 // ping sends count pings from ns to addr, 200 ms apart, each waiting at
@@ -487,51 +451,4 @@ func blockUDP(t *testing.T, ns *netnstest.NS, addr netip.Addr) (unblock func()) 
 		t.Fatalf("nft in %s: %v\n%s", ns.Name, err, out)
 	}
 	return func() { ns.Run("nft", "delete", "table", "inet", "meshtest") }
-}
-
-// iperf3 runs a TCP test of secs seconds from client to server's addr and
-// returns the throughput received, in Mbit/s.
-func iperf3(t *testing.T, server, client *netnstest.NS, addr string, secs int) float64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Duration(secs+60)*time.Second)
-	defer cancel()
-	srv := server.Command(ctx, "iperf3", "-s", "-1", "-B", addr, "-p", "5201")
-	var srvOut logBuffer
-	srv.Stdout, srv.Stderr = &srvOut, &srvOut
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Wait() }()
-	defer func() {
-		srv.Process.Kill()
-		<-srvDone
-	}()
-	waitFor(t, 10*time.Second, func() string {
-		out, err := server.Try("ss", "-Hltn", "sport", "=", ":5201")
-		if err != nil || !strings.Contains(out, "5201") {
-			return fmt.Sprintf("iperf3 server does not listen: %v %s\n%s", err, out, srvOut.String())
-		}
-		return ""
-	})
-	out, err := client.Try("iperf3", "-c", addr, "-p", "5201", "-t", strconv.Itoa(secs), "-J", "--connect-timeout", "5000")
-	if err != nil {
-		t.Fatalf("iperf3 to %s: %v\n%s\nserver:\n%s", addr, err, out, srvOut.String())
-	}
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				Bytes         float64 `json:"bytes"`
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("iperf3 output: %v\n%s", err, out)
-	}
-	if res.Error != "" || res.End.SumReceived.Bytes == 0 {
-		t.Fatalf("iperf3 to %s: error %q, %v bytes received", addr, res.Error, res.End.SumReceived.Bytes)
-	}
-	return res.End.SumReceived.BitsPerSecond / 1e6
 }

@@ -80,7 +80,7 @@ func TestMesh(t *testing.T) {
 	}
 
 	// Full mesh: every box lists all five, then every pair pings.
-	meshIn := waitFor(t, 90*time.Second, func() string {
+	meshIn := netnstest.WaitFor(t, 90*time.Second, func() string {
 		for _, b := range boxes {
 			ps, err := b.peers()
 			if err != nil {
@@ -125,14 +125,14 @@ func TestMesh(t *testing.T) {
 	}
 
 	// TCP through the overlay.
-	mbps := iperf3(t, boxes[4].ns, b1.ns, addrs["b5"][0], 3)
+	mbps := netnstest.Iperf3(t, boxes[4].ns, b1.ns, addrs["b5"][0], 3)
 	t.Logf("iperf3 TCP b1 -> b5 over the overlay, 3 s: %.0f Mbit/s", mbps)
 
 	// Relay: b1 and b2 can no longer exchange UDP; a third box relays.
 	unblock1 := blockUDP(t, b1.ns, b2.addr)
 	unblock2 := blockUDP(t, b2.ns, b1.addr)
 	var via string
-	relayIn := waitFor(t, 30*time.Second, func() string {
+	relayIn := netnstest.WaitFor(t, 30*time.Second, func() string {
 		p, err := b1.peerNamed("b2")
 		if err != nil {
 			return err.Error()
@@ -163,7 +163,7 @@ func TestMesh(t *testing.T) {
 		t.Errorf("cb0 still exists in %s after cloudboxd stopped:\n%s", relay.name, out)
 	}
 	var via2 string
-	switchIn := waitFor(t, 15*time.Second, func() string {
+	switchIn := netnstest.WaitFor(t, 15*time.Second, func() string {
 		p, err := b1.peerNamed("b2")
 		if err != nil {
 			return err.Error()
@@ -197,7 +197,7 @@ func TestMesh(t *testing.T) {
 	b4 := byName("b4")
 	revoke(t, b1, b4.self(t).NodeID)
 	others := slices.DeleteFunc(slices.Clone(boxes), func(b *box) bool { return b == b4 })
-	spreadIn := waitFor(t, 60*time.Second, func() string {
+	spreadIn := netnstest.WaitFor(t, 60*time.Second, func() string {
 		for _, b := range others {
 			if _, err := b.peerNamed("b4"); err == nil {
 				return b.name + " still lists b4"

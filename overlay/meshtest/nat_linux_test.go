@@ -70,7 +70,7 @@ func TestMeshNAT(t *testing.T) {
 		}
 		b.start(t, args...)
 	}
-	waitFor(t, 90*time.Second, func() string {
+	netnstest.WaitFor(t, 90*time.Second, func() string {
 		for _, b := range boxes {
 			ps, err := b.peers()
 			if err != nil {
@@ -92,7 +92,7 @@ func TestMeshNAT(t *testing.T) {
 
 	// The public boxes reach n3 directly at the NAT's address.
 	for _, b := range []*box{n1, n2} {
-		waitFor(t, 20*time.Second, func() string {
+		netnstest.WaitFor(t, 20*time.Second, func() string {
 			p, err := b.peerNamed("n3")
 			if err != nil {
 				return err.Error()
