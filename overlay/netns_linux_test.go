@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/testenv"
-	"github.com/cloudbox/cloudbox/overlay/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/netnstest"
 	"github.com/cloudbox/cloudbox/overlay/transport"
 )
 

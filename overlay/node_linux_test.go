@@ -31,7 +31,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/testenv"
-	"github.com/cloudbox/cloudbox/overlay/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/netnstest"
 	"github.com/cloudbox/cloudbox/overlay/netcfg"
 	"github.com/cloudbox/cloudbox/overlay/transport"
 	"golang.zx2c4.com/wireguard/conn"

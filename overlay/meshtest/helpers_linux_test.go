@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/testenv"
-	"github.com/cloudbox/cloudbox/overlay/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
 

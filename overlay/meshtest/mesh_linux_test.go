@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/testenv"
-	"github.com/cloudbox/cloudbox/overlay/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/netnstest"
 )
 
 func TestMesh(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudbox/cloudbox/overlay/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/netnstest"
 )
 
 // TestApply configures a dummy interface in a fresh namespace.
