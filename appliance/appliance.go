@@ -64,7 +64,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay") is an error. Nil adds none. The functions are called
+	// "overlay", "dns") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -73,6 +73,11 @@ type Config struct {
 	// box is a member of a community and leaves it off otherwise (no TUN
 	// device or root needed then); see OverlayConfig.
 	Overlay OverlayConfig
+
+	// DNS configures the DNS server: the community zone and a caching
+	// forwarder. The zero value answers on every address, port 53; see
+	// DNSConfig.
+	DNS DNSConfig
 
 	// ShutdownTimeout bounds the graceful shutdown once ctx is done; after it
 	// the remaining connections are closed. Zero means
@@ -114,12 +119,12 @@ func (c Config) withDefaults() Config {
 
 // Run runs the daemon until ctx is done: it opens (or creates) the node
 // identity in cfg.StateDir, joins a community if cfg.Overlay asks it to, runs
-// the overlay when the box is a member, serves HTTP, and on cancellation
+// the overlay when the box is a member, serves DNS and HTTP, and on cancellation
 // shuts everything down, the HTTP server within cfg.ShutdownTimeout. It
 // returns nil after a shutdown requested through ctx, and an error if the
 // state cannot be opened, the join token is invalid or refused, the overlay
-// cannot run (no TUN device, no CAP_NET_ADMIN, port in use) or the server
-// cannot listen or serve. Run returns after the server and the overlay have
+// cannot run (no TUN device, no CAP_NET_ADMIN, port in use), the DNS or HTTP
+// server cannot listen or serve. Run returns after the server and the overlay have
 // stopped; the only goroutines that may outlive it briefly are net/http's
 // own for connections cut after a shutdown timeout.
 func Run(ctx context.Context, cfg Config) (err error) {
@@ -145,7 +150,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status}
+	dns, err := openDNS(cfg.DNS, append(ov.communityPrefixes(), localPrefixes()...), logger, ov.changed.Wait, ov)
+	if err != nil {
+		return err
+	}
+	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -160,6 +169,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		now:        cfg.Now,
 		components: components,
 		overlay:    ov,
+		dns:        dns,
 		logger:     logger,
 	})
 	if err != nil {
@@ -187,31 +197,37 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	octx, ocancel := context.WithCancel(ctx)
-	defer ocancel()
-	overlayDone := make(chan error, 1)
-	go func() { overlayDone <- ov.run(octx) }()
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	// The background components: each returns nil by itself only when it
+	// has nothing to do (the overlay of a non-member, a disabled DNS); the
+	// daemon serves on then.
+	background := []func(context.Context) error{ov.run, dns.run}
+	done := make(chan error, len(background))
+	for _, run := range background {
+		go func() { done <- run(bctx) }()
+	}
+	running := len(background)
 
-	// Wait for a stop request or a failure. The overlay returns nil by
-	// itself only when it has nothing to do; the daemon serves on then.
-	var serveErr, overlayErr error
+	// Wait for a stop request or a failure.
+	var serveErr, bgErr error
 	for waiting := true; waiting; {
 		select {
 		case err := <-served:
 			serveErr, waiting = fmt.Errorf("serving http: %w", err), false
-		case overlayErr = <-overlayDone:
-			overlayDone = nil
-			waiting = overlayErr == nil
+		case err := <-done:
+			running--
+			bgErr, waiting = err, err == nil
 		case <-ctx.Done():
 			waiting = false
 		}
 	}
 	reason := context.Cause(ctx)
-	if err := cmp.Or(serveErr, overlayErr); err != nil {
+	if err := cmp.Or(serveErr, bgErr); err != nil {
 		reason = err
 	}
 	logger.Info("shutting down", "reason", reason.Error())
-	ocancel()
+	bcancel()
 	if serveErr == nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
@@ -228,10 +244,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// Serve failed: cut the connections it had accepted.
 		srv.Close()
 	}
-	if overlayDone != nil {
-		overlayErr = <-overlayDone
+	bgErrs := []error{bgErr}
+	for ; running > 0; running-- {
+		bgErrs = append(bgErrs, <-done)
 	}
-	if err := errors.Join(overlayErr, serveErr); err != nil {
+	bgJoined := errors.Join(bgErrs...)
+	if err := errors.Join(bgJoined, serveErr); err != nil {
 		return err
 	}
 	logger.Info("stopped")

@@ -25,7 +25,9 @@ type handlerConfig struct {
 	// overlay is shown by the overlay API, the community page and the
 	// metrics; nil means the daemon has no overlay (as a non-member).
 	overlay overlaySource
-	logger  *slog.Logger
+	// dns is shown by the DNS API and the metrics; nil means no DNS.
+	dns    dnsSource
+	logger *slog.Logger
 }
 
 // handler serves the API, metrics and panel. It is immutable after
@@ -56,6 +58,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/status", apiGetOnly(h.status))
 	h.mux.Handle("/api/v1/overlay/peers", apiGetOnly(h.overlayPeers))
 	h.mux.HandleFunc("/api/v1/overlay/revoke", h.overlayRevoke)
+	h.mux.Handle("/api/v1/dns", apiGetOnly(h.dnsInfo))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", getOnly(h.metrics))
 	h.mux.Handle("/healthz", getOnly(healthz))

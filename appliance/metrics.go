@@ -56,6 +56,9 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.overlay != nil {
 		writeOverlayMetrics(&b, h.cfg.overlay.view())
 	}
+	if h.cfg.dns != nil {
+		writeDNSMetrics(&b, h.cfg.dns.view())
+	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

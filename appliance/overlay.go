@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/appliance/state"
+	"github.com/cloudbox/cloudbox/dnsproxy"
 	"github.com/cloudbox/cloudbox/overlay"
 	"github.com/cloudbox/cloudbox/overlay/membership"
 	"github.com/cloudbox/cloudbox/overlay/roster"
@@ -120,6 +121,10 @@ type overlayService struct {
 	problem   string // what is wrong and what to do, "" if nothing
 	notMember bool   // no usable membership and no join pending
 	running   *overlayRun
+
+	// changed is notified when the members or their addresses may have
+	// changed, and when the overlay starts or stops.
+	changed broadcast
 }
 
 // overlayRun is what runs once the box is a member; it is immutable.
@@ -404,6 +409,7 @@ func (o *overlayService) serve(ctx context.Context, c membership.Community, r *r
 	fetchTransport.CloseIdleConnections()
 	o.mu.Lock()
 	o.running = nil
+	o.changed.Notify()
 	o.phase = "stopped"
 	if err != nil {
 		o.phase, o.problem = "failed", err.Error()
@@ -424,6 +430,7 @@ func (o *overlayService) syncPeers(ctx context.Context, e *overlay.Engine, r *ro
 		if err := e.SetPeers(peers); err != nil {
 			o.log.Error("setting overlay peers failed", "error", err)
 		}
+		o.changed.Notify()
 		select {
 		case <-ctx.Done():
 			return
@@ -631,4 +638,20 @@ type memberView struct {
 	// member the engine does not know yet (HasLive false).
 	Live    overlay.PeerStatus
 	HasLive bool
+}
+
+// zoneHosts returns the members' names and overlay addresses for the
+// community zone; nil while the overlay does not run.
+func (o *overlayService) zoneHosts() []dnsproxy.Host {
+	o.mu.Lock()
+	run := o.running
+	o.mu.Unlock()
+	if run == nil {
+		return nil
+	}
+	var ms []zoneMember
+	for _, m := range run.roster.Members() {
+		ms = append(ms, zoneMember{name: m.Name, nodeID: m.NodeID, ipv4: m.IPv4, ipv6: m.IPv6})
+	}
+	return zoneHostsOf(ms)
 }

@@ -40,8 +40,21 @@ func (s *syncBuffer) String() string {
 
 // runAsync starts Run and returns a function that waits, bounded, for its
 // result.
+// testDNS keeps the DNS server of a test daemon on loopback, on a free
+// port, without upstreams, unless the test configured it.
+func testDNS(c DNSConfig) DNSConfig {
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"127.0.0.1:0"}
+	}
+	if c.ResolvConf == "" && len(c.Upstreams) == 0 {
+		c.ResolvConf = "/nonexistent/resolv.conf"
+	}
+	return c
+}
+
 func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	t.Helper()
+	cfg.DNS = testDNS(cfg.DNS)
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
 	return func() error {
@@ -254,6 +267,7 @@ func TestRunShutdownTimeout(t *testing.T) {
 				Listener:        ln,
 				ShutdownTimeout: time.Second,
 				Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
+				DNS:             DNSConfig{Disabled: true}, // real sockets would leave the bubble
 			})
 		}()
 

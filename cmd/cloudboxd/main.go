@@ -9,6 +9,11 @@
 // CAP_NET_ADMIN and /dev/net/tun. --join redeems an invitation on start if
 // the box is not a member yet.
 //
+// It answers DNS on --dns (default: every address, UDP and TCP port 53):
+// the community zone (cb.home.arpa.: every member by name) and, for other
+// names, a caching forwarder to --dns-upstreams or the resolvers of
+// /etc/resolv.conf. --dns off turns it off.
+//
 // It runs until SIGTERM or SIGINT, then shuts down and exits 0. It exits 1
 // when it cannot start or serve (gokrazy then restarts it), including a join
 // token that is invalid, expired or refused, and 2 on a usage error. Logs go
@@ -22,6 +27,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/cloudbox/cloudbox/appliance"
@@ -43,6 +49,10 @@ func main() {
 			"name of the overlay's TUN interface")
 		join = flag.String("join", "",
 			"invitation `TOKEN` to redeem on start when this box is not a member of a community yet")
+		dnsListen = flag.String("dns", appliance.DefaultDNSListen,
+			"comma-separated `ADDRS` the DNS server answers on (UDP and TCP), or \"off\"")
+		dnsUpstreams = flag.String("dns-upstreams", "",
+			"comma-separated resolvers for names outside the community zone (default: those of /etc/resolv.conf)")
 		version = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -75,10 +85,26 @@ func main() {
 			InterfaceName: *overlayIf,
 			JoinToken:     *join,
 		},
+		DNS: appliance.DNSConfig{
+			Disabled:  *dnsListen == "off",
+			Listen:    splitList(*dnsListen),
+			Upstreams: splitList(*dnsUpstreams),
+		},
 	})
 	if err != nil {
 		logger.Error("cloudboxd failed", "error", err)
 		stop()
 		os.Exit(1)
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" && item != "off" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

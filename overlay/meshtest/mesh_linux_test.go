@@ -27,8 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudbox/cloudbox/internal/testenv"
 	"github.com/cloudbox/cloudbox/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 )
 
 func TestMesh(t *testing.T) {
@@ -102,6 +102,7 @@ func TestMesh(t *testing.T) {
 	pingAll(t, boxes, boxes, addrs, 30*time.Second)
 	t.Logf("full mesh (every pair answers pings over IPv4 and IPv6) %v after start", time.Since(started).Round(10*time.Millisecond))
 	checkMember(t, b1, addrs)
+	checkDNS(t, boxes, addrs)
 
 	// Invitations that cannot work end the daemon with status 1.
 	bad := &box{name: "bad", ns: netnstest.New(t, "bad"), bin: bin}
