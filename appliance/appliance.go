@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -150,7 +151,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	dns, err := openDNS(cfg.DNS, append(ov.communityPrefixes(), localPrefixes()...), logger, ov.changed.Wait, ov)
+	dns, err := openDNS(cfg.DNS, func() []netip.Prefix {
+		return append(ov.communityPrefixes(), localPrefixes()...)
+	}, logger, ov.changed.Wait, ov)
 	if err != nil {
 		return err
 	}

@@ -95,19 +95,23 @@ type dnsService struct {
 	upstreams []string
 	sources   []zoneSource
 	changed   func() <-chan struct{} // nil: refresh on the timer only
+	allowed   func() []netip.Prefix  // networks allowed next to the defaults
 
 	// mu guards the following.
 	mu     sync.Mutex
 	zone   dnsproxy.Zone
+	nets   []netip.Prefix // last result of allowed
 	failed error
 }
 
-// openDNS prepares the DNS component. allowed are the networks, next to
-// dnsproxy.DefaultAllowedNets, whose clients get answers: the community's
-// prefixes and the box's own subnets.
-func openDNS(cfg DNSConfig, allowed []netip.Prefix, logger *slog.Logger, changed func() <-chan struct{}, sources ...zoneSource) (*dnsService, error) {
+// openDNS prepares the DNS component. allowed returns the networks, next to
+// dnsproxy.DefaultAllowedNets, whose clients get answers (the community's
+// prefixes and the box's own subnets); it is called at every refresh, so
+// that a join or new DHCP lease takes effect. changed, if not nil, signals
+// when the sources may have changed.
+func openDNS(cfg DNSConfig, allowed func() []netip.Prefix, logger *slog.Logger, changed func() <-chan struct{}, sources ...zoneSource) (*dnsService, error) {
 	cfg = cfg.withDefaults()
-	d := &dnsService{cfg: cfg, log: logger.With("component", "dns"), sources: sources, changed: changed}
+	d := &dnsService{cfg: cfg, log: logger.With("component", "dns"), sources: sources, changed: changed, allowed: allowed}
 	if cfg.Disabled {
 		return d, nil
 	}
@@ -120,11 +124,10 @@ func openDNS(cfg DNSConfig, allowed []netip.Prefix, logger *slog.Logger, changed
 		d.upstreams = ups
 	}
 	srv, err := dnsproxy.New(dnsproxy.Config{
-		Logger:      d.log,
-		Listen:      cfg.Listen,
-		Domain:      cfg.Domain,
-		Upstreams:   d.upstreams,
-		AllowedNets: append(slices.Clone(dnsproxy.DefaultAllowedNets), allowed...),
+		Logger:    d.log,
+		Listen:    cfg.Listen,
+		Domain:    cfg.Domain,
+		Upstreams: d.upstreams,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configuring dns: %w", err)
@@ -189,6 +192,9 @@ func (d *dnsService) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return d.fail(<-served)
 		case err := <-served:
+			if ctx.Err() != nil || err == nil {
+				return d.fail(err)
+			}
 			return d.fail(fmt.Errorf("serving dns: %w", err))
 		case <-t.C:
 		case <-changed:
@@ -205,8 +211,19 @@ func (d *dnsService) fail(err error) error {
 	return err
 }
 
-// refresh rebuilds the zone and hands it to the server if it changed.
+// refresh rebuilds the zone and the allowed networks and hands them to the
+// server if they changed.
 func (d *dnsService) refresh() {
+	if d.allowed != nil {
+		nets := d.allowed()
+		d.mu.Lock()
+		same := slices.Equal(nets, d.nets)
+		d.nets = nets
+		d.mu.Unlock()
+		if !same {
+			d.srv.SetAllowedNets(append(slices.Clone(dnsproxy.DefaultAllowedNets), nets...))
+		}
+	}
 	var z dnsproxy.Zone
 	for _, s := range d.sources {
 		z.Hosts = append(z.Hosts, s.zoneHosts()...)

@@ -151,7 +151,7 @@ func (s *Server) refuse(c *counters, sc *scratch, r *request, bits uint16) []byt
 
 // isAllowed reports whether src is in the allowed networks.
 func (s *Server) isAllowed(src netip.Addr) bool {
-	for _, p := range s.cfg.AllowedNets {
+	for _, p := range *s.allowed.Load() {
 		if p.Contains(src) {
 			return true
 		}

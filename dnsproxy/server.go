@@ -34,6 +34,9 @@ type Server struct {
 	zoneMu sync.Mutex
 	serial uint32 // guarded by zoneMu
 
+	// allowed is Config.AllowedNets until SetAllowedNets replaces it.
+	allowed atomic.Pointer[[]netip.Prefix]
+
 	lastGood   atomic.Int32 // index of the upstream that answered last
 	flights    flights
 	pending    chan struct{} // one token per UDP query waiting for upstreams
@@ -91,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 	// SOA serials (RFC 1982) grow across restarts when they start from the
 	// clock.
 	s.serial = uint32(max(1, s.epoch.Unix()))
+	s.allowed.Store(&cfg.AllowedNets)
 	if err := s.SetZone(cfg.Zone); err != nil {
 		return nil, fmt.Errorf("Config.Zone: %w", err)
 	}
@@ -111,6 +115,17 @@ func (s *Server) SetZone(z Zone) error {
 	s.serial++
 	s.zone.Store(zd)
 	return nil
+}
+
+// SetAllowedNets replaces Config.AllowedNets, the client networks that get
+// answers, e.g. when the box's addresses change; empty means
+// DefaultAllowedNets. The slice must not be modified afterwards. Queries
+// see the old list or the new one.
+func (s *Server) SetAllowedNets(nets []netip.Prefix) {
+	if len(nets) == 0 {
+		nets = DefaultAllowedNets
+	}
+	s.allowed.Store(&nets)
 }
 
 // Domain returns the community zone's name, absolute and in lower case.

@@ -304,10 +304,10 @@ func TestDigTruncation(t *testing.T) {
 
 func TestDigRefusesOutsideAllowedNets(t *testing.T) {
 	up := startUpstream(t, answerA("192.0.2.9", 300))
-	_, addr := startServer(t, Config{
+	s, addr := startServer(t, Config{
 		Zone:        testZone(),
 		Upstreams:   []string{up.addr},
-		AllowedNets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		AllowedNets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
 	})
 	for _, args := range [][]string{{"box1.cb.home.arpa", "A"}, {"www.example", "A"}, {"+tcp", "www.example", "A"}} {
 		if r := dig(t, addr, args...); r.status != "REFUSED" || len(r.answer) != 0 {
@@ -316,6 +316,11 @@ func TestDigRefusesOutsideAllowedNets(t *testing.T) {
 	}
 	if n := up.queries.Load(); n != 0 {
 		t.Errorf("upstream got %d queries from a refused client", n)
+	}
+	// The box's networks change: loopback becomes allowed.
+	s.SetAllowedNets([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	if r := dig(t, addr, "www.example", "A"); r.status != "NOERROR" || len(r.answer) != 1 {
+		t.Errorf("dig after SetAllowedNets: %s %q, want one answer", r.status, r.answer)
 	}
 }
 
