@@ -8,6 +8,13 @@ var (
 	// a member, is joining, or the overlay failed.
 	errOverlayNotRunning = errors.New("the overlay is not running")
 
+	// errOverlayDisabled means the overlay was turned off by configuration.
+	errOverlayDisabled = errors.New("the overlay is disabled on this box")
+
+	// errAlreadyMember means a join was asked of a box that is a member
+	// or joining already.
+	errAlreadyMember = errors.New("this box is already a member of a community or joining one")
+
 	// errNotAdmin means the operation needs the community root key, which
 	// this box does not hold.
 	errNotAdmin = errors.New("this box does not hold the community's root key; revoke from the box that founded the community")

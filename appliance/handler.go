@@ -1,9 +1,13 @@
 package appliance
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"time"
 
@@ -59,12 +63,14 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/overlay/peers", apiGetOnly(h.overlayPeers))
 	h.mux.HandleFunc("/api/v1/overlay/revoke", h.overlayRevoke)
 	h.mux.Handle("/api/v1/dns", apiGetOnly(h.dnsInfo))
+	h.mux.HandleFunc("/api/v1/overlay/join", h.overlayJoin)
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", getOnly(h.metrics))
 	h.mux.Handle("/healthz", getOnly(healthz))
 	h.mux.Handle("/static/", getOnly(h.serveStatic))
 	h.mux.Handle("/{$}", getOnly(h.dashboard))
 	h.mux.Handle("/community", getOnly(h.community))
+	h.mux.Handle("/community/join", http.NewCrossOriginProtection().Handler(http.HandlerFunc(h.communityJoin)))
 	for _, p := range navItems {
 		if p.Soon {
 			h.mux.Handle(p.Path, getOnly(h.soon(p)))
@@ -131,7 +137,7 @@ func apiNotFound(w http.ResponseWriter, r *http.Request) {
 }
 
 // allowedMethods is the Allow header of every read-only endpoint: all but
-// POST /api/v1/overlay/revoke.
+// the POST ones (/api/v1/overlay/revoke, /api/v1/overlay/join).
 const allowedMethods = "GET, HEAD"
 
 func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
@@ -172,4 +178,36 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write(append(b, '\n'))
+}
+
+// decodeJSONPost reads the JSON body of a POST into v: it answers a wrong
+// method (405), content type (415), a body over limit bytes (413) or one
+// that does not decode strictly into v (400, showing example) itself and
+// then returns false.
+func decodeJSONPost(w http.ResponseWriter, r *http.Request, limit int64, v any, example string) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{
+			Error: fmt.Sprintf("method %s not allowed on %s; use POST", r.Method, r.URL.Path),
+		})
+		return false
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType, errorResponse{
+			Error: "send the request as Content-Type: application/json, e.g. " + example,
+		})
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorResponse{Error: fmt.Sprintf("request body over %d bytes", limit)})
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if derr := dec.Decode(v); err != nil || derr != nil {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: "want " + example})
+		return false
+	}
+	return true
 }

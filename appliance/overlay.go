@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,19 +105,23 @@ type overlayService struct {
 	key   [32]byte // node private key
 	pub   [32]byte
 	store *membership.Store
-	// start says whether run has anything to do.
+	// start says whether run has anything to do at once; a box that is
+	// not a member waits in run for a join requested through the API.
 	start bool
-	// invite and chain are the pending join: the invitation and the
-	// membership this box issued itself with it. Nil when not joining.
-	invite *membership.Invitation
-	chain  *membership.Membership
+	// joins carries a join requested through the API to run; buffer 1.
+	joins chan joinRequest
 	// community and self are the membership found in the store; zero and
 	// nil when joining or not a member.
 	community membership.Community
 	self      *membership.Membership
 
 	// mu guards the following.
-	mu        sync.Mutex
+	mu sync.Mutex
+	// invite and chain are the pending join: the invitation and the
+	// membership this box issued itself with it. Nil when not joining.
+	// Set before run starts or by requestJoin, then read by run.
+	invite    *membership.Invitation
+	chain     *membership.Membership
 	phase     string // what the component does, for people
 	problem   string // what is wrong and what to do, "" if nothing
 	notMember bool   // no usable membership and no join pending
@@ -145,7 +150,7 @@ type overlayRun struct {
 // panel.
 func openOverlay(cfg OverlayConfig, stateDir string, node *state.Node, logger *slog.Logger, now func() time.Time) (*overlayService, error) {
 	cfg = cfg.withDefaults()
-	o := &overlayService{cfg: cfg, log: logger, now: now}
+	o := &overlayService{cfg: cfg, log: logger, now: now, joins: make(chan joinRequest, 1)}
 	copy(o.key[:], node.PrivateKey.Bytes())
 	copy(o.pub[:], node.PrivateKey.PublicKey().Bytes())
 	if cfg.Disabled {
@@ -203,20 +208,76 @@ func openOverlay(cfg OverlayConfig, stateDir string, node *state.Node, logger *s
 // prepareJoin parses the join token and issues this box's membership with
 // it; the members accept it later, in run.
 func (o *overlayService) prepareJoin() error {
-	inv, err := membership.ParseInvitation(o.cfg.JoinToken)
+	req, err := o.issueJoin(o.cfg.JoinToken)
 	if err != nil {
-		return fmt.Errorf("join token: %w; copy the whole token that `cloudbox invite` printed, or ask for a new one", err)
+		return err
+	}
+	o.invite, o.chain = req.invite, req.chain
+	o.phase = "joining community " + strconv.Quote(req.invite.Community().Name)
+	return nil
+}
+
+// joinRequest is a join to run: an invitation and the membership this box
+// issued itself with it.
+type joinRequest struct {
+	invite *membership.Invitation
+	chain  *membership.Membership
+}
+
+// issueJoin parses a join token and issues this box's membership with it.
+func (o *overlayService) issueJoin(token string) (joinRequest, error) {
+	inv, err := membership.ParseInvitation(strings.TrimSpace(token))
+	if err != nil {
+		return joinRequest{}, fmt.Errorf("join token: %w; copy the whole token that `cloudbox invite` printed, or ask for a new one", err)
 	}
 	chain, err := inv.Issue(o.pub, o.now(), 0, nil)
 	if err != nil {
-		return fmt.Errorf("join token: %w", err)
+		return joinRequest{}, fmt.Errorf("join token: %w", err)
 	}
 	if len(inv.Bootstrap()) == 0 {
-		return fmt.Errorf("join token for community %q names no member to join through; ask for an invitation with --bootstrap", inv.Community().Name)
+		return joinRequest{}, fmt.Errorf("join token for community %q names no member to join through; ask for an invitation with --bootstrap", inv.Community().Name)
 	}
-	o.invite, o.chain = inv, chain
-	o.phase = "joining community " + strconv.Quote(inv.Community().Name)
-	return nil
+	return joinRequest{invite: inv, chain: chain}, nil
+}
+
+// requestJoin starts joining the community of token, as --join does at
+// start, on a box that is not a member and not joining. It returns once
+// the token is checked; the join itself runs in run, and the status tells
+// how it goes.
+func (o *overlayService) requestJoin(token string) (community string, err error) {
+	if o.store == nil {
+		return "", errOverlayDisabled
+	}
+	o.mu.Lock()
+	notMember := o.notMember
+	o.mu.Unlock()
+	if !notMember {
+		return "", errAlreadyMember
+	}
+	req, err := o.issueJoin(token)
+	if err != nil {
+		return "", err
+	}
+	if err := checkTUN(o.cfg.InterfaceName); err != nil {
+		return "", err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.notMember {
+		return "", errAlreadyMember
+	}
+	select {
+	case o.joins <- req:
+	default:
+		return "", errAlreadyMember
+	}
+	name := req.invite.Community().Name
+	o.invite, o.chain = req.invite, req.chain
+	o.notMember = false
+	o.phase, o.problem = "joining community "+strconv.Quote(name), ""
+	o.changed.Notify()
+	o.log.Info("join requested", "community", name, "name", req.chain.Certificate.Name)
+	return name, nil
 }
 
 // fail records that the overlay cannot run and why.
@@ -238,15 +299,42 @@ func (o *overlayService) setPhase(phase, problem string) {
 // overlay cannot run; it returns only after every goroutine it started has
 // returned. Without anything to run it returns nil at once.
 func (o *overlayService) run(ctx context.Context) error {
-	if !o.start {
-		return nil
-	}
 	c, self := o.community, o.self
 	var snap *roster.Snapshot
-	if o.invite != nil {
-		var err error
-		if c, self, snap, err = o.join(ctx); err != nil || ctx.Err() != nil {
-			return err
+	if o.start {
+		o.mu.Lock()
+		joining := o.invite != nil
+		o.mu.Unlock()
+		if joining {
+			var err error
+			if c, self, snap, err = o.join(ctx); err != nil || ctx.Err() != nil {
+				return err
+			}
+		}
+	} else {
+		if o.store == nil {
+			return nil // disabled
+		}
+		// Not a member: wait for a join through the API. A refused one
+		// is reported and the box waits for another token.
+		for self == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-o.joins: // requestJoin set invite and chain
+			}
+			var err error
+			c, self, snap, err = o.join(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				o.mu.Lock()
+				o.invite, o.chain, o.notMember = nil, nil, true
+				o.phase, o.problem = "not a member: "+notMemberHint, err.Error()+"; ask for a new invitation"
+				o.mu.Unlock()
+				o.log.Warn("join refused", "error", err)
+			}
 		}
 	}
 	rootKey, err := o.store.LoadRootKey()
@@ -283,19 +371,22 @@ func (o *overlayService) run(ctx context.Context) error {
 // join redeems the invitation with a bootstrap member, retrying while none
 // answers, and saves the community and the membership.
 func (o *overlayService) join(ctx context.Context) (membership.Community, *membership.Membership, *roster.Snapshot, error) {
-	c := o.invite.Community()
+	o.mu.Lock()
+	invite, chain := o.invite, o.chain
+	o.mu.Unlock()
+	c := invite.Community()
 	var bootstrap []string
-	for _, ep := range o.invite.Bootstrap() {
+	for _, ep := range invite.Bootstrap() {
 		bootstrap = append(bootstrap, "http://"+ep.String())
 	}
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: roster.DefaultJoinTimeout}
-	name := o.chain.Certificate.Name
+	name := chain.Certificate.Name
 	backoff := minJoinBackoff
 	for {
 		o.log.Info("joining community", "community", c.Name, "name", name, "bootstrap", bootstrap)
-		snap, err := roster.Join(ctx, client, bootstrap, o.chain, o.selfEndpoints())
+		snap, err := roster.Join(ctx, client, bootstrap, chain, o.selfEndpoints())
 		if ctx.Err() != nil {
 			return c, nil, nil, nil
 		}
@@ -303,11 +394,11 @@ func (o *overlayService) join(ctx context.Context) (membership.Community, *membe
 			if err := o.store.SaveCommunity(c); err != nil {
 				return c, nil, nil, fmt.Errorf("joined community %q, but %w (check that the state directory is writable and not full)", c.Name, err)
 			}
-			if err := o.store.SaveMembership(o.chain); err != nil {
+			if err := o.store.SaveMembership(chain); err != nil {
 				return c, nil, nil, fmt.Errorf("joined community %q, but %w (check that the state directory is writable and not full)", c.Name, err)
 			}
-			o.log.Info("joined community", "community", c.Name, "name", name, "ipv4", o.chain.Certificate.IPv4)
-			return c, o.chain, snap, nil
+			o.log.Info("joined community", "community", c.Name, "name", name, "ipv4", chain.Certificate.IPv4)
+			return c, chain, snap, nil
 		}
 		if joinRefused(err) {
 			return c, nil, nil, fmt.Errorf("joining community %q as %q: %w", c.Name, name, err)
@@ -518,9 +609,11 @@ func usableEndpoint(ip netip.Addr, exclude []netip.Prefix) bool {
 // before the box knows its community.
 func (o *overlayService) communityPrefixes() []netip.Prefix {
 	c := o.community
+	o.mu.Lock()
 	if o.invite != nil {
 		c = o.invite.Community()
 	}
+	o.mu.Unlock()
 	if !c.IPv4.IsValid() {
 		return nil
 	}

@@ -33,11 +33,24 @@ type fakeOverlay struct {
 	v         overlayView
 	revokeErr error
 
+	joinErr error
+
 	mu      sync.Mutex
 	revoked []string // node IDs and reasons
+	joined  []string // tokens
 }
 
 func (f *fakeOverlay) view() overlayView { return f.v }
+
+func (f *fakeOverlay) requestJoin(token string) (string, error) {
+	if f.joinErr != nil {
+		return "", f.joinErr
+	}
+	f.mu.Lock()
+	f.joined = append(f.joined, token)
+	f.mu.Unlock()
+	return "testnet", nil
+}
 
 func (f *fakeOverlay) revoke(nodeID, reason string) (roster.MemberInfo, error) {
 	if f.revokeErr != nil {

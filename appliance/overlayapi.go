@@ -2,12 +2,9 @@ package appliance
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"mime"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -25,6 +22,9 @@ type overlaySource interface {
 	view() overlayView
 	// revoke revokes the member with the node ID with the root key.
 	revoke(nodeID, reason string) (roster.MemberInfo, error)
+	// requestJoin starts joining the community of an invitation token
+	// and returns its name.
+	requestJoin(token string) (string, error)
 }
 
 // maxRevokeRequest bounds the body of POST /api/v1/overlay/revoke.
@@ -132,34 +132,20 @@ type revokeResponse struct {
 // requests from this box itself (loopback) are allowed, and only with a JSON
 // body, which a cross-site form cannot send.
 func (h *handler) overlayRevoke(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{
-			Error: fmt.Sprintf("method %s not allowed on %s; use POST", r.Method, r.URL.Path),
-		})
-		return
+	if r.Method == http.MethodPost {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().Unmap().IsLoopback() {
+			writeJSON(w, http.StatusForbidden, errorResponse{
+				Error: "revoking is allowed only from the box itself (loopback) for now; run the request on the box that holds the root key",
+			})
+			return
+		}
 	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().Unmap().IsLoopback() {
-		writeJSON(w, http.StatusForbidden, errorResponse{
-			Error: "revoking is allowed only from the box itself (loopback) for now; run the request on the box that holds the root key",
-		})
-		return
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeJSON(w, http.StatusUnsupportedMediaType, errorResponse{
-			Error: `send the request as Content-Type: application/json, e.g. {"node_id": "...", "reason": "..."}`,
-		})
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRevokeRequest))
-	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-		writeJSON(w, http.StatusRequestEntityTooLarge, errorResponse{Error: fmt.Sprintf("request body over %d bytes", maxRevokeRequest)})
-		return
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var req revokeRequest
-	if derr := dec.Decode(&req); err != nil || derr != nil || req.NodeID == "" {
+	if !decodeJSONPost(w, r, maxRevokeRequest, &req,
+		fmt.Sprintf(`{"node_id": "<node ID from GET /api/v1/overlay/peers>", "reason": "<at most %d bytes>"}`, maxRevokeReason)) {
+		return
+	}
+	if req.NodeID == "" {
 		writeJSON(w, http.StatusBadRequest, errorResponse{
 			Error: fmt.Sprintf(`want {"node_id": "<node ID from GET /api/v1/overlay/peers>", "reason": "<at most %d bytes>"}`, maxRevokeReason),
 		})
@@ -217,6 +203,12 @@ type memberRow struct {
 }
 
 func (h *handler) community(w http.ResponseWriter, r *http.Request) {
+	h.communityPage(w, http.StatusOK, "", "")
+}
+
+// communityPage renders the community page; joinErr and token are the
+// error and the token of a join form that failed, "" otherwise.
+func (h *handler) communityPage(w http.ResponseWriter, code int, joinErr, token string) {
 	v := h.overlayView()
 	now := h.cfg.now()
 	var rows []memberRow
@@ -247,11 +239,13 @@ func (h *handler) community(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
-	h.render(w, http.StatusOK, h.panel.community, struct {
+	h.render(w, code, h.panel.community, struct {
 		pageData
-		Overlay overlayView
-		Members []memberRow
-	}{h.page("Community", "/community"), v, rows})
+		Overlay   overlayView
+		Members   []memberRow
+		JoinError string
+		Token     string
+	}{h.page("Community", "/community"), v, rows, joinErr, token})
 }
 
 // formatBytes renders n with a binary unit, e.g. "512 B", "1.5 KiB".
