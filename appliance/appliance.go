@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/appliance/state"
 	"github.com/cloudbox/cloudbox/internal/buildinfo"
+	"github.com/cloudbox/cloudbox/services"
 )
 
 // DefaultStateDir is where the state lives on a box (gokrazy's /perm).
@@ -65,7 +66,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -153,11 +154,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	dns, err := openDNS(cfg.DNS, func() []netip.Prefix {
 		return append(ov.communityPrefixes(), localPrefixes()...)
-	}, logger, ov.changed.Wait, ov)
+	}, logger, ov.changed.Wait, ov, ov.catalog)
 	if err != nil {
 		return err
 	}
-	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status}
+	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
+		"catalog": ov.catalog.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -173,6 +175,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		components: components,
 		overlay:    ov,
 		dns:        dns,
+		catalog:    ov.catalog,
 		logger:     logger,
 	})
 	if err != nil {
@@ -197,6 +200,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ErrorLog:          newErrorLog(logger),
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
+	ov.catalog.setBuiltin(func() []services.Service { return builtinServices(ln.Addr(), dns) })
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -79,11 +79,12 @@ func (c DNSConfig) withDefaults() DNSConfig {
 	return c
 }
 
-// zoneSource is what the community zone is built from.
+// zoneSource is what the community zone is built from: the overlay
+// gives the members' names, the catalog the services.
 type zoneSource interface {
-	// zoneHosts returns the members' names and overlay addresses; nil
-	// when the box is not (yet) a member.
-	zoneHosts() []dnsproxy.Host
+	// zonePart returns the source's names and services; nil when it
+	// has none (the box is not a member yet).
+	zonePart() ([]dnsproxy.Host, []dnsproxy.Service)
 }
 
 // dnsService is the DNS component of the daemon.
@@ -226,7 +227,9 @@ func (d *dnsService) refresh() {
 	}
 	var z dnsproxy.Zone
 	for _, s := range d.sources {
-		z.Hosts = append(z.Hosts, s.zoneHosts()...)
+		hosts, svcs := s.zonePart()
+		z.Hosts = append(z.Hosts, hosts...)
+		z.Services = append(z.Services, svcs...)
 	}
 	d.mu.Lock()
 	same := reflect.DeepEqual(z, d.zone)
@@ -259,6 +262,7 @@ func (d *dnsService) status(context.Context) ComponentStatus {
 		"listen":    strings.Join(v.Listen, ","),
 		"upstreams": strings.Join(v.Upstreams, ","),
 		"hosts":     strconv.Itoa(len(v.Hosts)),
+		"services":  strconv.Itoa(len(v.Services)),
 	}}
 }
 

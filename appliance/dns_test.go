@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cloudbox/cloudbox/dnsproxy"
+	"github.com/cloudbox/cloudbox/services"
 )
 
 func TestHostLabel(t *testing.T) {
@@ -71,5 +72,33 @@ func TestReadResolvConf(t *testing.T) {
 	}
 	if got, err := readResolvConf(filepath.Join(t.TempDir(), "missing")); err != nil || got != nil {
 		t.Errorf("missing file: %v, %v; want nil, nil", got, err)
+	}
+}
+
+func TestDisambiguate(t *testing.T) {
+	rec := func(instance, owner, id string) services.Record {
+		return services.Record{Service: services.Service{Instance: instance, Type: "_http._tcp"}, OwnerName: owner, OwnerID: id}
+	}
+	owners := []services.Record{
+		rec("cloudbox panel", "b1", "aaaaaaaaaa"), rec("cloudbox panel", "b2", "bbbbbbbbbb"),
+		rec("wiki", "b1", "aaaaaaaaaa"), rec("Radio", "twin", "cccccccccc"), rec("radio", "twin", "dddddddddd"),
+		rec(strings.Repeat("é", 31), "b1", "aaaaaaaaaa"), rec(strings.Repeat("é", 31), "b2", "bbbbbbbbbb"),
+	}
+	svcs := make([]dnsproxy.Service, len(owners))
+	for i, o := range owners {
+		svcs[i] = dnsproxy.Service{Instance: o.Instance, Type: o.Type, Host: "h", Port: 1}
+	}
+	disambiguate(svcs, owners)
+	var got []string
+	for _, s := range svcs {
+		got = append(got, s.Instance)
+	}
+	want := []string{"cloudbox panel (b1)", "cloudbox panel (b2)", "wiki", "Radio (cccccccc)", "radio (dddddddd)",
+		strings.Repeat("é", 29) + " (b1)", strings.Repeat("é", 29) + " (b2)"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("disambiguate (-want +got):\n%s", diff)
+	}
+	if _, err := dnsproxy.New(dnsproxy.Config{Zone: dnsproxy.Zone{Services: svcs}}); err != nil {
+		t.Errorf("the zone refuses the renamed services: %v", err)
 	}
 }

@@ -30,8 +30,10 @@ type handlerConfig struct {
 	// metrics; nil means the daemon has no overlay (as a non-member).
 	overlay overlaySource
 	// dns is shown by the DNS API and the metrics; nil means no DNS.
-	dns    dnsSource
-	logger *slog.Logger
+	dns dnsSource
+	// catalog is shown by the services API and page; nil means none.
+	catalog catalogSource
+	logger  *slog.Logger
 }
 
 // handler serves the API, metrics and panel. It is immutable after
@@ -64,6 +66,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.HandleFunc("/api/v1/overlay/revoke", h.overlayRevoke)
 	h.mux.Handle("/api/v1/dns", apiGetOnly(h.dnsInfo))
 	h.mux.HandleFunc("/api/v1/overlay/join", h.overlayJoin)
+	h.mux.HandleFunc("/api/v1/services", h.apiServices)
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", getOnly(h.metrics))
 	h.mux.Handle("/healthz", getOnly(healthz))
@@ -71,6 +74,8 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/{$}", getOnly(h.dashboard))
 	h.mux.Handle("/community", getOnly(h.community))
 	h.mux.Handle("/community/join", http.NewCrossOriginProtection().Handler(http.HandlerFunc(h.communityJoin)))
+	h.mux.Handle("/services", getOnly(h.servicesPage))
+	h.mux.Handle("/services/edit", http.NewCrossOriginProtection().Handler(http.HandlerFunc(h.servicesForm)))
 	for _, p := range navItems {
 		if p.Soon {
 			h.mux.Handle(p.Path, getOnly(h.soon(p)))

@@ -59,6 +59,11 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.dns != nil {
 		writeDNSMetrics(&b, h.cfg.dns.view())
 	}
+	if h.cfg.catalog != nil {
+		if cat := h.cfg.catalog.current(); cat != nil {
+			cat.WriteMetrics(&b)
+		}
+	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -21,6 +21,7 @@ import (
 	"github.com/cloudbox/cloudbox/overlay"
 	"github.com/cloudbox/cloudbox/overlay/membership"
 	"github.com/cloudbox/cloudbox/overlay/roster"
+	"github.com/cloudbox/cloudbox/services"
 )
 
 // Defaults of OverlayConfig.
@@ -110,6 +111,8 @@ type overlayService struct {
 	start bool
 	// joins carries a join requested through the API to run; buffer 1.
 	joins chan joinRequest
+	// catalog runs the service catalog while the overlay runs.
+	catalog *catalogService
 	// community and self are the membership found in the store; zero and
 	// nil when joining or not a member.
 	community membership.Community
@@ -151,6 +154,7 @@ type overlayRun struct {
 func openOverlay(cfg OverlayConfig, stateDir string, node *state.Node, logger *slog.Logger, now func() time.Time) (*overlayService, error) {
 	cfg = cfg.withDefaults()
 	o := &overlayService{cfg: cfg, log: logger, now: now, joins: make(chan joinRequest, 1)}
+	o.catalog = newCatalogService(stateDir, logger, &o.changed)
 	copy(o.key[:], node.PrivateKey.Bytes())
 	copy(o.pub[:], node.PrivateKey.PublicKey().Bytes())
 	if cfg.Disabled {
@@ -447,7 +451,7 @@ func (o *overlayService) serve(ctx context.Context, c membership.Community, r *r
 		return fmt.Errorf("listening for the roster service: %w (--overlay-port picks another port)", err)
 	}
 	srv := &http.Server{
-		Handler:           rosterHandler(r, []netip.Addr{ipv4.Addr(), ipv6.Addr()}, []netip.Prefix{c.IPv4, c.IPv6()}),
+		Handler:           rosterHandler(r, o.catalog.handler(), []netip.Addr{ipv4.Addr(), ipv6.Addr()}, []netip.Prefix{c.IPv4, c.IPv6()}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -478,6 +482,7 @@ func (o *overlayService) serve(ctx context.Context, c membership.Community, r *r
 	})
 	wg.Go(func() { r.Run(ctx, fetch) }) // returns nil when ctx is done
 	wg.Go(func() { o.syncPeers(ctx, engine, r) })
+	wg.Go(func() { o.catalog.run(ctx, o.key, r, port) })
 
 	o.mu.Lock()
 	o.running = &overlayRun{community: c, engine: engine, roster: r, admin: admin}
@@ -530,17 +535,20 @@ func (o *overlayService) syncPeers(ctx context.Context, e *overlay.Engine, r *ro
 	}
 }
 
-// rosterHandler serves the roster's join endpoint to everyone and its
-// snapshot endpoint only to members over the overlay: the connection must
+// rosterHandler serves the roster's join endpoint to everyone, and its
+// snapshot endpoint and the catalog's documents only to members over the
+// overlay: the connection must
 // be to one of self (this box's overlay addresses) and from inside one of
 // community (the community's prefixes). Together they mean WireGuard
 // authenticated the peer: an answer to a community address goes back
 // through the tunnel of the member that owns it, so a host on the underlay
 // that forges such a source never completes the TCP handshake.
-func rosterHandler(r *roster.Roster, self []netip.Addr, community []netip.Prefix) http.Handler {
+func rosterHandler(r *roster.Roster, catalog http.Handler, self []netip.Addr, community []netip.Prefix) http.Handler {
 	full, join := r.Handler(), r.JoinHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		switch {
+		case overlayRequest(req, self, community) && req.URL.Path == services.CatalogPath:
+			catalog.ServeHTTP(w, req)
 		case overlayRequest(req, self, community):
 			full.ServeHTTP(w, req)
 		case req.URL.Path == roster.SnapshotPath:
@@ -733,18 +741,18 @@ type memberView struct {
 	HasLive bool
 }
 
-// zoneHosts returns the members' names and overlay addresses for the
+// zonePart returns the members' names and overlay addresses for the
 // community zone; nil while the overlay does not run.
-func (o *overlayService) zoneHosts() []dnsproxy.Host {
+func (o *overlayService) zonePart() ([]dnsproxy.Host, []dnsproxy.Service) {
 	o.mu.Lock()
 	run := o.running
 	o.mu.Unlock()
 	if run == nil {
-		return nil
+		return nil, nil
 	}
 	var ms []zoneMember
 	for _, m := range run.roster.Members() {
 		ms = append(ms, zoneMember{name: m.Name, nodeID: m.NodeID, ipv4: m.IPv4, ipv6: m.IPv6})
 	}
-	return zoneHostsOf(ms)
+	return zoneHostsOf(ms), nil
 }

@@ -36,8 +36,7 @@ type navItem struct {
 var navItems = []navItem{
 	{Path: "/", Label: "Overview"},
 	{Path: "/community", Label: "Community"},
-	{Path: "/services", Label: "Services", Soon: true,
-		Blurb: "Services that the boxes of your community offer, and how to reach them."},
+	{Path: "/services", Label: "Services"},
 	{Path: "/streams", Label: "Streams", Soon: true,
 		Blurb: "Live audio and video, published on one box and watched on any other."},
 	{Path: "/calls", Label: "Calls", Soon: true,
@@ -54,6 +53,7 @@ var navItems = []navItem{
 type panel struct {
 	dashboard *template.Template
 	community *template.Template
+	services  *template.Template
 	soon      *template.Template
 	notFound  *template.Template
 }
@@ -80,6 +80,9 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 		return nil, err
 	}
 	if p.community, err = page("community.html"); err != nil {
+		return nil, err
+	}
+	if p.services, err = page("services.html"); err != nil {
 		return nil, err
 	}
 	if p.soon, err = page("soon.html"); err != nil {

@@ -103,6 +103,7 @@ func TestMesh(t *testing.T) {
 	t.Logf("full mesh (every pair answers pings over IPv4 and IPv6) %v after start", time.Since(started).Round(10*time.Millisecond))
 	checkMember(t, b1, addrs)
 	checkDNS(t, boxes, addrs)
+	checkCatalog(t, boxes, addrs)
 
 	// Invitations that cannot work end the daemon with status 1.
 	bad := &box{name: "bad", ns: netnstest.New(t, "bad"), bin: bin}
@@ -179,6 +180,7 @@ func TestMesh(t *testing.T) {
 		return ""
 	})
 	t.Logf("relay %s stopped: b1 -> b2 moved to relay %s and answers pings after %v", via, via2, switchIn.Round(10*time.Millisecond))
+	checkCatalogGone(t, boxes, relay)
 
 	// Restart: the relay box comes back without --join, with the same
 	// addresses, and reaches the others.
