@@ -22,9 +22,10 @@ type catalogSource interface {
 	current() *services.Catalog
 }
 
-// serviceJSON is a service in GET /api/v1/services, and the body of POST
-// (where only the published fields count).
-type serviceJSON struct {
+// ServiceInfo is a service in GET /api/v1/services, and the body of POST
+// /api/v1/services (where only the fields up to Addr count). `cloudbox
+// services` decodes it.
+type ServiceInfo struct {
 	Instance    string            `json:"instance"`
 	Type        string            `json:"type"`
 	Port        uint16            `json:"port"`
@@ -69,8 +70,8 @@ func serviceURL(rec services.Record) string {
 	return u.String()
 }
 
-func toServiceJSON(rec services.Record) serviceJSON {
-	v := serviceJSON{
+func toServiceJSON(rec services.Record) ServiceInfo {
+	v := ServiceInfo{
 		Instance: rec.Instance, Type: rec.Type, Port: rec.Port, TXT: rec.TXT, Description: rec.Description,
 		Box: rec.OwnerName, BoxID: rec.OwnerID, IPv4: addrString(rec.OwnerIPv4), IPv6: addrString(rec.OwnerIPv6),
 		Healthy: rec.Healthy, Builtin: rec.Builtin, URL: serviceURL(rec),
@@ -117,7 +118,7 @@ func (h *handler) apiServices(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
 			return
 		}
-		out := []serviceJSON{}
+		out := []ServiceInfo{}
 		if cat != nil {
 			for _, rec := range cat.Services(f) {
 				out = append(out, toServiceJSON(rec))
@@ -125,7 +126,7 @@ func (h *handler) apiServices(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, out)
 	case http.MethodPost:
-		var req serviceJSON
+		var req ServiceInfo
 		if !decodeJSONPost(w, r, maxServiceRequest, &req,
 			`{"instance": "Our wiki", "type": "_http._tcp", "port": 8080, "description": "...", "txt": {"path": "/"}}`) {
 			return
@@ -155,7 +156,7 @@ func (h *handler) apiServices(w http.ResponseWriter, r *http.Request) {
 }
 
 // service returns the published part of a request.
-func (v serviceJSON) service() (services.Service, error) {
+func (v ServiceInfo) service() (services.Service, error) {
 	s := services.Service{Instance: v.Instance, Type: v.Type, Port: v.Port, TXT: v.TXT, Description: v.Description}
 	if v.Addr != "" {
 		a, err := netip.ParseAddr(v.Addr)
@@ -215,10 +216,10 @@ type serviceRow struct {
 // description, host, address, port and a link to open it; and a form to
 // publish a service of this box.
 func (h *handler) servicesPage(w http.ResponseWriter, r *http.Request) {
-	h.renderServices(w, http.StatusOK, "", serviceJSON{})
+	h.renderServices(w, http.StatusOK, "", ServiceInfo{})
 }
 
-func (h *handler) renderServices(w http.ResponseWriter, code int, formErr string, form serviceJSON) {
+func (h *handler) renderServices(w http.ResponseWriter, code int, formErr string, form ServiceInfo) {
 	var cat *services.Catalog
 	if h.cfg.catalog != nil {
 		cat = h.cfg.catalog.current()
@@ -239,7 +240,7 @@ func (h *handler) renderServices(w http.ResponseWriter, code int, formErr string
 		Running  bool
 		Services []serviceRow
 		FormErr  string
-		Form     serviceJSON
+		Form     ServiceInfo
 		FormPort string
 	}{h.page("Services", "/services"), cat != nil, rows, formErr, form, port})
 }
@@ -258,13 +259,13 @@ func (h *handler) servicesForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.PostFormValue("action") == "remove" {
 		if err := unpublish(cat, r.PostFormValue("type"), r.PostFormValue("instance")); err != nil {
-			h.renderServices(w, publishStatus(err), err.Error(), serviceJSON{})
+			h.renderServices(w, publishStatus(err), err.Error(), ServiceInfo{})
 			return
 		}
 		http.Redirect(w, r, "/services", http.StatusSeeOther)
 		return
 	}
-	form := serviceJSON{
+	form := ServiceInfo{
 		Instance: strings.TrimSpace(r.PostFormValue("instance")), Type: strings.TrimSpace(r.PostFormValue("type")),
 		Description: strings.TrimSpace(r.PostFormValue("description")), Addr: strings.TrimSpace(r.PostFormValue("addr")),
 	}

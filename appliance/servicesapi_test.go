@@ -72,21 +72,21 @@ func TestServicesAPI(t *testing.T) {
 		})
 	}
 
-	list := func(query string) []serviceJSON {
+	list := func(query string) []ServiceInfo {
 		t.Helper()
 		resp := do(t, h, "GET", "/api/v1/services"+query)
 		b := body(t, resp)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s = %d %s", query, resp.StatusCode, b)
 		}
-		var out []serviceJSON
+		var out []ServiceInfo
 		if err := json.Unmarshal([]byte(b), &out); err != nil {
 			t.Fatal(err)
 		}
 		return out
 	}
 	all := list("")
-	byName := map[string]serviceJSON{}
+	byName := map[string]ServiceInfo{}
 	for _, s := range all {
 		byName[s.Instance] = s
 	}

@@ -1,6 +1,7 @@
 // Command cloudbox is the workstation tool: it lists boards, builds disk
-// images, boots them in a VM, founds communities and invites boxes. Each subcommand is a thin layer over a
-// library package (boards, image, image/vm).
+// images, boots them in a VM, founds communities, invites boxes and lists
+// or publishes services through a box's API. Each subcommand is a thin
+// layer over a library package (boards, image, image/vm, appliance).
 package main
 
 import (
@@ -23,6 +24,7 @@ var commands = []struct {
 	{"vm", "boot an amd64 or arm64 image under qemu: --image FILE [--http-port 8080] [--uefi]", runVM},
 	{"community", "found a community on a box: community init --state-dir DIR --name NAME [--range PREFIX]", runCommunity},
 	{"invite", "print a one-time invitation: --state-dir DIR --bootstrap ADDR:PORT [--name N] [--expires 72h]", runInvite},
+	{"services", "list the community's services as a box sees them [--box-url URL]; publish, remove", runServices},
 }
 
 func usage() {
