@@ -209,7 +209,8 @@ func (c *cache) found(typeNames map[string]string, z *zone) ([]Found, []dns.Ques
 					case *dns.AAAA:
 						ip = v.AAAA
 					}
-					if a, ok := netip.AddrFromSlice(ip); ok {
+					// Link-local addresses are useless beyond the LAN.
+					if a, ok := netip.AddrFromSlice(ip); ok && !a.Unmap().IsLinkLocalUnicast() {
 						addrs = append(addrs, a.Unmap())
 					}
 				}

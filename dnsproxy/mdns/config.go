@@ -40,7 +40,9 @@ type Found struct {
 	Type string
 	// Host is the SRV target ("printer.local.").
 	Host string
-	// Addrs are Host's addresses (IPv4 before IPv6, sorted).
+	// Addrs are Host's addresses, IPv4 before IPv6, sorted; link-local
+	// ones are left out (they mean nothing beyond the LAN), and a service
+	// without other addresses is not reported.
 	Addrs []netip.Addr
 	// Port is the SRV port.
 	Port uint16
