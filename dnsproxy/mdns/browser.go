@@ -146,7 +146,9 @@ func (c *cache) refresh(now time.Time) []dns.Question {
 			}
 		}
 	}
-	slices.SortFunc(qs, func(a, b dns.Question) int { return cmp.Compare(a.Name+dns.TypeToString[a.Qtype], b.Name+dns.TypeToString[b.Qtype]) })
+	slices.SortFunc(qs, func(a, b dns.Question) int {
+		return cmp.Compare(a.Name+dns.TypeToString[a.Qtype], b.Name+dns.TypeToString[b.Qtype])
+	})
 	return qs
 }
 
