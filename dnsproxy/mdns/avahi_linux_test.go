@@ -50,7 +50,7 @@ const avahiConfig = `[server]
 host-name=%s
 domain-name=local
 use-ipv4=yes
-use-ipv6=no
+use-ipv6=yes
 allow-interfaces=%s
 enable-dbus=yes
 [wide-area]
@@ -147,7 +147,7 @@ func (a *avahi) run(args ...string) (string, error) {
 
 // browsed is one resolved line of `avahi-browse -p -r`.
 type browsed struct {
-	Instance, Type, Host, Addr, Port, TXT string
+	Proto, Instance, Type, Host, Addr, Port, TXT string
 }
 
 // browse returns the services avahi-browse -a -r -t -p -k resolves now.
@@ -163,7 +163,7 @@ func (a *avahi) browse(t *testing.T) []browsed {
 		if len(f) < 10 || f[0] != "=" {
 			continue
 		}
-		bs = append(bs, browsed{Instance: unescape(f[3]), Type: f[4], Host: f[6], Addr: f[7], Port: f[8], TXT: f[9]})
+		bs = append(bs, browsed{Proto: f[2], Instance: unescape(f[3]), Type: f[4], Host: f[6], Addr: f[7], Port: f[8], TXT: f[9]})
 	}
 	return bs
 }
@@ -214,6 +214,9 @@ func runIn(t *testing.T, ns *netnstest.NS, r *Responder) (stop func()) {
 //
 //	ns box (Responder "cbbox1")        ns lan (avahi-daemon "lanpc", dbus-daemon,
 //	eth0 192.0.2.1/24  <--- veth --->  eth0 192.0.2.2/24   avahi-browse/-resolve/-publish, dig)
+//	     + fe80:: link-local                 + fe80:: link-local
+//
+// avahi and the responder speak mDNS over IPv4 and IPv6.
 func TestAvahiInterop(t *testing.T) {
 	box := netnstest.New(t, "mdbox")
 	lan := netnstest.New(t, "mdlan")
@@ -252,9 +255,12 @@ func TestAvahiInterop(t *testing.T) {
 	stop := runIn(t, box, r)
 
 	t.Run("avahi-browse sees own and community services", func(t *testing.T) {
-		want := []browsed{
-			{Instance: "Box Panel", Type: "_http._tcp", Host: "cbbox1.local", Addr: "192.0.2.1", Port: "80", TXT: `"path=/"`},
-			{Instance: "Community Wiki", Type: "_http._tcp", Host: "box2-cb.local", Addr: "198.51.100.7", Port: "8080", TXT: `"path=/wiki" "owner=box2"`},
+		// avahi browses over IPv4 and IPv6 mDNS; both see both services.
+		var want []browsed
+		for _, proto := range []string{"IPv4", "IPv6"} {
+			want = append(want,
+				browsed{Proto: proto, Instance: "Box Panel", Type: "_http._tcp", Host: "cbbox1.local", Addr: "192.0.2.1", Port: "80", TXT: `"path=/"`},
+				browsed{Proto: proto, Instance: "Community Wiki", Type: "_http._tcp", Host: "box2-cb.local", Addr: "198.51.100.7", Port: "8080", TXT: `"path=/wiki" "owner=box2"`})
 		}
 		var got []browsed
 		netnstest.WaitFor(t, 30*time.Second, func() string {
