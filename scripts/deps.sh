@@ -21,6 +21,10 @@ need=(
   "ping:iputils-ping"
   "dig:dnsutils"
   "sysctl:procps"
+  "avahi-daemon:avahi-daemon"       # mDNS interop tests (in namespaces, private D-Bus)
+  "avahi-browse:avahi-utils"
+  "dbus-daemon:dbus-daemon"
+  "unshare:util-linux"
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"
