@@ -30,8 +30,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudbox/cloudbox/internal/testenv"
 	"github.com/cloudbox/cloudbox/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 	"github.com/cloudbox/cloudbox/overlay/netcfg"
 	"github.com/cloudbox/cloudbox/overlay/transport"
 	"golang.zx2c4.com/wireguard/conn"

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudbox/cloudbox/internal/testenv"
 	"github.com/cloudbox/cloudbox/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 

@@ -27,8 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudbox/cloudbox/internal/testenv"
 	"github.com/cloudbox/cloudbox/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 )
 
 func TestMesh(t *testing.T) {

@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudbox/cloudbox/internal/testenv"
 	"github.com/cloudbox/cloudbox/internal/netnstest"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 )
 
 func TestMeshNAT(t *testing.T) {
