@@ -134,6 +134,23 @@ type daemon struct {
 // POST /api/v1/overlay/revoke requires.
 const apiAddr = "127.0.0.1:8080"
 
+// prepare checks the tools, builds the binaries and returns them with a
+// new switch.
+func prepare(t *testing.T) (binaries, *netnstest.NS) {
+	t.Helper()
+	requireTools(t)
+	return build(t), newSwitch(t)
+}
+
+// newSwitch returns a namespace with the bridge br0 that newBox attaches
+// boxes to.
+func newSwitch(t *testing.T) *netnstest.NS {
+	t.Helper()
+	sw := netnstest.New(t, "sw")
+	sw.Bridge("br0")
+	return sw
+}
+
 // newBox returns box name in a new namespace on the bridge br0 of sw, at
 // 192.0.2.n.
 func newBox(t *testing.T, bin binaries, sw *netnstest.NS, name string, n int) *box {
@@ -580,4 +597,20 @@ func relayedVia(names ...string) func(peer) string {
 		}
 		return ""
 	}
+}
+
+// metric returns the value of an unlabelled metric of b.
+func metric(t *testing.T, b *box, name string) float64 {
+	t.Helper()
+	for line := range strings.Lines(b.getText(t, "/metrics")) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s of %s: %v", name, b.name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s has no metric %s", b.name, name)
+	return 0
 }

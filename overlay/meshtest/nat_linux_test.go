@@ -17,7 +17,6 @@ package meshtest
 // them, which also open the mapping.
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -27,11 +26,7 @@ import (
 )
 
 func TestMeshNAT(t *testing.T) {
-	requireTools(t)
-	bin := build(t)
-
-	sw := netnstest.New(t, "sw")
-	sw.Bridge("br0")
+	bin, sw := prepare(t)
 	n1, n2 := newBox(t, bin, sw, "n1", 1), newBox(t, bin, sw, "n2", 2)
 	nat := netnstest.New(t, "nat")
 	netnstest.Attach(t, sw, "br0", nat, "wan", "192.0.2.10/24")
@@ -46,57 +41,18 @@ func TestMeshNAT(t *testing.T) {
 		t.Fatal("n1 reaches n3's private address; the NAT does not hide it")
 	}
 
-	cli(t, bin, "community", "init", "--state-dir", n1.dir, "--name", "natnet", "--range", "198.18.0.0/15")
 	boxes := []*box{n1, n2, n3}
-	for _, b := range boxes[1:] {
-		b.token = cli(t, bin, "invite", "--state-dir", n1.dir, "--name", b.name, "--bootstrap", "192.0.2.1:51820")
-	}
 	started := time.Now()
-	for _, b := range boxes {
-		var args []string
-		if b.token != "" {
-			args = []string{"--join", b.token}
-		}
-		b.start(t, args...)
-	}
-	netnstest.WaitFor(t, 90*time.Second, func() string {
-		for _, b := range boxes {
-			ps, err := b.peers()
-			if err != nil {
-				return err.Error()
-			}
-			if len(ps) != 3 {
-				return fmt.Sprintf("%s lists %d members: %v", b.name, len(ps), names(ps))
-			}
-		}
-		return ""
-	})
-	addrs := make(map[string][2]string)
-	for _, b := range boxes {
-		s := b.self(t)
-		addrs[b.name] = [2]string{s.IPv4, s.IPv6}
-	}
+	addrs, member := community(t, bin, boxes, "192.0.2.1:51820")
 	pingAll(t, boxes, boxes, addrs, 30*time.Second)
 	t.Logf("3 boxes, one behind NAT: every pair answers pings over IPv4 and IPv6 %v after start", time.Since(started).Round(10*time.Millisecond))
 
 	// The public boxes reach n3 directly at the NAT's address.
 	for _, b := range []*box{n1, n2} {
-		netnstest.WaitFor(t, 20*time.Second, func() string {
-			p, err := b.peerNamed("n3")
-			if err != nil {
-				return err.Error()
-			}
-			if !p.Direct || !strings.HasPrefix(p.Endpoint, "direct 192.0.2.10:") || strings.Contains(p.Endpoint, "unconfirmed") {
-				return fmt.Sprintf("%s's path to n3 is %q, want direct through the NAT at 192.0.2.10", b.name, p.Endpoint)
-			}
-			return ""
-		})
-		p, _ := b.peerNamed("n3")
+		p := waitPath(t, b, "n3", 20*time.Second, directTo("192.0.2.10:"))
 		t.Logf("%s -> n3: %s", b.name, p.Endpoint)
 	}
-	// n1's member name is its node name, which `cloudbox community init`
-	// took from the host name.
-	founder := n1.self(t).Name
+	founder := member[n1]
 	p, err := n3.peerNamed(founder)
 	if err != nil || p.Endpoint != "direct 192.0.2.1:51820" {
 		t.Errorf("n3's path to n1 (%s) = %q (%v), want direct 192.0.2.1:51820", founder, p.Endpoint, err)
@@ -138,8 +94,7 @@ func TestMeshDoubleNAT(t *testing.T) {
 		symmetric bool
 	}{{"cone", false}, {"symmetric", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sw := netnstest.New(t, "sw")
-			sw.Bridge("br0")
+			sw := newSwitch(t)
 			p1, p2 := newBox(t, bin, sw, "p1", 1), newBox(t, bin, sw, "p2", 2)
 			outer, inner, nats := netnstest.New(t, "outer"), netnstest.New(t, "inner"), netnstest.New(t, "nats")
 			netnstest.Attach(t, sw, "br0", outer, "wan", "192.0.2.10/24")

@@ -932,7 +932,8 @@ type PeerPath struct {
 	// Direct is true when packets go straight to Addr.
 	Direct bool
 	Addr   netip.AddrPort
-	// Via is the relay's key when packets go through a relay.
+	// Via is the relay's key when packets go through a relay: the first
+	// one, which may pass them on through relays of its own.
 	Via     Key
 	ViaName string
 	// Confirmed is true when a pong came back over the path recently; an
