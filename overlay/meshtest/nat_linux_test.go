@@ -18,7 +18,6 @@ package meshtest
 
 import (
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
