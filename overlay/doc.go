@@ -10,7 +10,8 @@
 // relaying, decided per peer and per packet in a custom conn.Bind. Relayed
 // traffic stays end-to-end encrypted; a relay forwards ciphertext it cannot
 // read. There is no central server: any member that two others reach can
-// relay between them.
+// relay between them, and relays pass packets on through relays of their
+// own (multi-hop) when no single member reaches both ends.
 //
 // An Engine owns one interface. Its addresses come from Config (an IPv4
 // address in the community range, an IPv6 ULA derived from the node key);
@@ -27,7 +28,8 @@
 //	 -40  IPv6 header (IPv4 would need only 20)
 //	  -8  UDP header
 //	 -32  WireGuard: 16-byte transport header, 16-byte Poly1305 tag
-//	 -34  relay header: magic, type, 32-byte node key
+//	 -34  relay header: magic, type, 32-byte node key (or, between two
+//	      relays, hop count and two 15-byte node IDs: the same length)
 //	= 1386, rounded down to a multiple of 4: DefaultMTU = 1380.
 //
 // WireGuard pads the plaintext to a multiple of 16 but never beyond the MTU,

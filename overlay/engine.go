@@ -109,7 +109,8 @@ type PeerStatus struct {
 	Endpoint string
 	// Direct is true when packets go straight to the peer.
 	Direct bool
-	// Via names the relay when packets are relayed.
+	// Via names the relay when packets are relayed: the first one, which
+	// may pass them on through relays of its own.
 	Via string
 	// RTT is the last round-trip time measured by disco over the path.
 	RTT time.Duration

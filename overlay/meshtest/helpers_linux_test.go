@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,6 +133,23 @@ type daemon struct {
 // test reaches it through nsDialer, and requests come from loopback, which
 // POST /api/v1/overlay/revoke requires.
 const apiAddr = "127.0.0.1:8080"
+
+// prepare checks the tools, builds the binaries and returns them with a
+// new switch.
+func prepare(t *testing.T) (binaries, *netnstest.NS) {
+	t.Helper()
+	requireTools(t)
+	return build(t), newSwitch(t)
+}
+
+// newSwitch returns a namespace with the bridge br0 that newBox attaches
+// boxes to.
+func newSwitch(t *testing.T) *netnstest.NS {
+	t.Helper()
+	sw := netnstest.New(t, "sw")
+	sw.Bridge("br0")
+	return sw
+}
 
 // newBox returns box name in a new namespace on the bridge br0 of sw, at
 // 192.0.2.n.
@@ -451,4 +469,148 @@ func blockUDP(t *testing.T, ns *netnstest.NS, addr netip.Addr) (unblock func()) 
 		t.Fatalf("nft in %s: %v\n%s", ns.Name, err, out)
 	}
 	return func() { ns.Run("nft", "delete", "table", "inet", "meshtest") }
+}
+
+// masquerade makes ns a NAT router: it forwards and hides everything that
+// leaves through wan behind wan's address. With random it picks a new
+// random port for every mapping (endpoint-dependent mapping, a "symmetric"
+// NAT); without it Linux keeps the source port when it can, so a mapping
+// serves every destination (endpoint-independent mapping). Both filter
+// inbound packets by conntrack: only answers to what went out come in.
+//
+// Like every home router, it drops unsolicited packets to itself on wan.
+// Without that, a hole-punching ping that arrives before the local box's
+// own leaves would stay in conntrack as a connection to the router, and
+// masquerade would then map the local box to another port, breaking
+// endpoint-independent mapping for that peer.
+func masquerade(t *testing.T, ns *netnstest.NS, wan string, random bool) {
+	t.Helper()
+	ns.Run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	flags := ""
+	if random {
+		flags = " random"
+	}
+	nft(t, ns, fmt.Sprintf(`table ip nat {
+	chain post { type nat hook postrouting priority srcnat; oifname %[1]q masquerade%[2]s; }
+	chain in { type filter hook input priority filter; iifname %[1]q ct state new drop; }
+}`, wan, flags))
+}
+
+// nft loads rules into ns.
+func nft(t *testing.T, ns *netnstest.NS, rules string) {
+	t.Helper()
+	cmd := ns.Command(t.Context(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in %s: %v\n%s", ns.Name, err, out)
+	}
+}
+
+// requireTools fails the test unless it runs as root with the commands
+// the mesh tests use.
+func requireTools(t *testing.T, extra ...[2]string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	for _, c := range append([][2]string{{"ip", "iproute2"}, {"ping", "iputils-ping"}, {"nft", "nftables"}, {"sysctl", "procps"}}, extra...) {
+		testenv.RequireCommand(t, c[0], c[1])
+	}
+}
+
+// community founds a community on boxes[0] and starts every box, the
+// others joining through boxes[0] at bootstrap. It waits until every box
+// lists every member and returns the boxes' overlay addresses and names by
+// box name (the founder's member name is the host name, which `cloudbox
+// community init` takes).
+func community(t *testing.T, bin binaries, boxes []*box, bootstrap string) (addrs map[string][2]string, member map[*box]string) {
+	t.Helper()
+	founder := boxes[0]
+	cli(t, bin, "community", "init", "--state-dir", founder.dir, "--name", "meshnet", "--range", "198.18.0.0/15")
+	for _, b := range boxes[1:] {
+		b.token = cli(t, bin, "invite", "--state-dir", founder.dir, "--name", b.name, "--bootstrap", bootstrap)
+	}
+	for _, b := range boxes {
+		var args []string
+		if b.token != "" {
+			args = []string{"--join", b.token}
+		}
+		b.start(t, args...)
+	}
+	netnstest.WaitFor(t, 90*time.Second, func() string {
+		for _, b := range boxes {
+			ps, err := b.peers()
+			if err != nil {
+				return err.Error()
+			}
+			if len(ps) != len(boxes) {
+				return fmt.Sprintf("%s lists %d members: %v", b.name, len(ps), names(ps))
+			}
+		}
+		return ""
+	})
+	addrs = make(map[string][2]string)
+	member = make(map[*box]string)
+	for _, b := range boxes {
+		s := b.self(t)
+		addrs[b.name] = [2]string{s.IPv4, s.IPv6}
+		member[b] = s.Name
+	}
+	return addrs, member
+}
+
+// waitPath waits, at most timeout, until from's confirmed path to the
+// member named to satisfies ok (which describes what is wrong, or returns
+// ""), and returns it.
+func waitPath(t *testing.T, from *box, to string, timeout time.Duration, ok func(peer) string) peer {
+	t.Helper()
+	var p peer
+	netnstest.WaitFor(t, timeout, func() string {
+		var err error
+		if p, err = from.peerNamed(to); err != nil {
+			return err.Error()
+		}
+		if strings.Contains(p.Endpoint, "unconfirmed") {
+			return fmt.Sprintf("%s's path to %s is %q", from.name, to, p.Endpoint)
+		}
+		if msg := ok(p); msg != "" {
+			return fmt.Sprintf("%s's path to %s is %q: %s", from.name, to, p.Endpoint, msg)
+		}
+		return ""
+	})
+	return p
+}
+
+// directTo wants a direct path to an address with the prefix.
+func directTo(prefix string) func(peer) string {
+	return func(p peer) string {
+		if !p.Direct || !strings.HasPrefix(p.Endpoint, "direct "+prefix) {
+			return "want direct to " + prefix + "*"
+		}
+		return ""
+	}
+}
+
+// relayedVia wants a relayed path through one of the named members.
+func relayedVia(names ...string) func(peer) string {
+	return func(p peer) string {
+		if p.Direct || !slices.Contains(names, p.Via) {
+			return fmt.Sprintf("want relayed via one of %v", names)
+		}
+		return ""
+	}
+}
+
+// metric returns the value of an unlabelled metric of b.
+func metric(t *testing.T, b *box, name string) float64 {
+	t.Helper()
+	for line := range strings.Lines(b.getText(t, "/metrics")) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s of %s: %v", name, b.name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s has no metric %s", b.name, name)
+	return 0
 }

@@ -38,8 +38,7 @@ func TestMesh(t *testing.T) {
 	}
 	bin := build(t)
 
-	sw := netnstest.New(t, "sw")
-	sw.Bridge("br0")
+	sw := newSwitch(t)
 	var boxes []*box
 	for i := 1; i <= 5; i++ {
 		boxes = append(boxes, newBox(t, bin, sw, fmt.Sprintf("b%d", i), i))

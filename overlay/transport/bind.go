@@ -142,7 +142,10 @@ type peerTable struct {
 	// sources of authenticated disco messages to their peer; it decides
 	// who sent a relay envelope.
 	byAddr map[netip.AddrPort]*peer
-	list   []*peer // sorted by name, then key
+	// byID maps node IDs (relay-hop headers) to peers; nil for an ID that
+	// two peers share.
+	byID map[nodeID]*peer
+	list []*peer // sorted by name, then key
 }
 
 var _ conn.Bind = (*Bind)(nil)
@@ -174,7 +177,7 @@ func New(cfg Config) (*Bind, error) {
 		b.now = time.Now
 	}
 	b.relayBufs.New = func() any { return newRelayBatch() }
-	b.table.Store(&peerTable{byKey: map[Key]*peer{}, byAddr: map[netip.AddrPort]*peer{}})
+	b.table.Store(&peerTable{byKey: map[Key]*peer{}, byAddr: map[netip.AddrPort]*peer{}, byID: map[nodeID]*peer{}})
 	return b, nil
 }
 
@@ -368,7 +371,7 @@ func (b *Bind) demux(r *receiver, bufs [][]byte, sizes []int, eps []conn.Endpoin
 		case kindDisco:
 			sizes[i] = 0
 			b.handleDisco(t, pkt, eps[i], nil)
-		case kindRelayFwd:
+		case kindRelayFwd, kindRelayHop:
 			sizes[i] = 0
 			r.forward(t, pkt, addrOf(eps[i]))
 		case kindRelayed:
@@ -409,36 +412,42 @@ func (b *Bind) demux(r *receiver, bufs [][]byte, sizes []int, eps []conn.Endpoin
 	r.flush()
 }
 
-// forward relays a relay-forward packet that arrived from addr: it rewrites
-// the header in place (same length) into a relayed header naming the sender
-// and queues the packet for the destination's direct path.
+// forward relays a relay-forward or relay-hop packet that arrived from
+// addr. It rewrites the header in place (same length) into a relayed header
+// naming the source and queues the packet for the destination's direct
+// path, or, without one, into a relay-hop header for the next relay
+// (relayhop.go).
 func (r *receiver) forward(t *peerTable, pkt []byte, from netip.AddrPort) {
 	b := r.b
-	src := t.byAddr[from]
-	if src == nil {
+	sender := t.byAddr[from]
+	if sender == nil {
 		b.stats.dropRelayNotAllowed.Add(1)
 		return
 	}
-	dst := t.byKey[headerKey(pkt)]
-	if dst == nil {
+	// A relay forward comes from its source and may pass MaxRelays
+	// relays; a relay hop names its source and counts the hops left.
+	hop := pkt[1] == TypeRelayHop
+	src, dst, left := sender, t.byKey[headerKey(pkt)], byte(MaxRelays-1)
+	if hop {
+		src, dst, left = t.byID[nodeID(pkt[hopSrc:hopDst])], t.byID[nodeID(pkt[hopDst:HeaderLen])], pkt[hopLeft]
+	}
+	if src == nil || dst == nil {
 		b.stats.dropUnknownPeer.Add(1)
 		return
 	}
-	if dst == src {
+	if src == dst || dst == sender || (hop && src == sender) {
 		b.stats.dropRelayNotAllowed.Add(1)
 		return
 	}
-	c := dst.route.Load()
-	if c == nil || c.kind != choiceDirect {
-		b.stats.dropRelayNoPath.Add(1)
-		return
-	}
-	pkt[1] = TypeRelayed
-	copy(pkt[2:HeaderLen], src.key[:])
-	if len(r.fwd) > 0 && (r.fwdEP != c.ep || len(r.fwd) == cap(r.fwd)) {
+	r.pass(t, pkt, src, dst, sender, left)
+}
+
+// queue adds a rewritten packet to the batch for ep.
+func (r *receiver) queue(pkt []byte, ep conn.Endpoint) {
+	if len(r.fwd) > 0 && (r.fwdEP != ep || len(r.fwd) == cap(r.fwd)) {
 		r.flush()
 	}
-	r.fwdEP = c.ep
+	r.fwdEP = ep
 	r.fwd = append(r.fwd, pkt)
 }
 
@@ -531,10 +540,12 @@ func (b *Bind) publishLocked(list []*peer) {
 	t := &peerTable{
 		byKey:  make(map[Key]*peer, len(list)),
 		byAddr: make(map[netip.AddrPort]*peer),
+		byID:   make(map[nodeID]*peer, len(list)),
 		list:   list,
 	}
 	for _, p := range list {
 		t.byKey[p.key] = p
+		addID(t.byID, p)
 		for a := range p.paths.seen {
 			t.byAddr[a] = p
 		}
@@ -921,7 +932,8 @@ type PeerPath struct {
 	// Direct is true when packets go straight to Addr.
 	Direct bool
 	Addr   netip.AddrPort
-	// Via is the relay's key when packets go through a relay.
+	// Via is the relay's key when packets go through a relay: the first
+	// one, which may pass them on through relays of its own.
 	Via     Key
 	ViaName string
 	// Confirmed is true when a pong came back over the path recently; an

@@ -70,6 +70,32 @@ func envelope(typ byte, k Key, inner []byte) []byte {
 	return append(appendHeader(nil, typ, k), inner...)
 }
 
+// hopEnvelope returns a relay-hop packet from src to dst with left hops.
+func hopEnvelope(left byte, src, dst Key, inner []byte) []byte {
+	pkt := envelope(TypeRelayHop, Key{}, inner)
+	putHop(pkt, left, src, dst)
+	return pkt
+}
+
+// newHopFixture is the demux fixture with two more peers that R reaches
+// only through B: C over a confirmed relay path (its route set by hand),
+// D over an unconfirmed one.
+func newHopFixture(t testing.TB) (f *demuxFixture, c, d Key) {
+	t.Helper()
+	f = newDemuxFixture(t)
+	_, d = testKey(t)
+	f.bind.SetPeers([]PeerConfig{
+		{Key: f.a, Name: "a", Endpoints: []netip.AddrPort{f.addrA}},
+		{Key: f.b, Name: "b", Endpoints: []netip.AddrPort{f.addrB}},
+		{Key: f.c, Name: "c"},
+		{Key: d, Name: "d"},
+	})
+	tbl := f.bind.table.Load()
+	tbl.byKey[f.c].route.Store(&choice{kind: choiceRelay, via: f.b, confirmed: true})
+	tbl.byKey[d].route.Store(&choice{kind: choiceRelay, via: f.b})
+	return f, f.c, d
+}
+
 // run passes one packet from ep through demux and returns what WireGuard
 // would get (nil if consumed) and the endpoint.
 func (f *demuxFixture) run(pkt []byte, ep conn.Endpoint) ([]byte, conn.Endpoint) {
@@ -176,6 +202,79 @@ func TestDemux(t *testing.T) {
 	}
 }
 
+// TestDemuxRelayHop checks multi-hop relaying at R, which reaches A and B
+// directly and C and D only through B.
+func TestDemuxRelayHop(t *testing.T) {
+	f, c, d := newHopFixture(t)
+	wg := wireGuardPacket(100, 0xAA)
+	n := uint64(HeaderLen + len(wg))
+	for _, tt := range []struct {
+		name      string
+		pkt       []byte
+		from      conn.Endpoint
+		forwarded []sentPacket
+		stats     Stats
+	}{
+		{
+			name: "forward-becomes-hop", pkt: envelope(TypeRelayFwd, c, wg), from: f.aEP,
+			forwarded: []sentPacket{{pkt: hopEnvelope(MaxRelays-2, f.a, c, wg), to: f.addrB}},
+			stats:     Stats{RelayForwardedPackets: 1, RelayForwardedBytes: n},
+		},
+		{
+			name: "hop-delivered-as-relayed", pkt: hopEnvelope(0, c, f.a, wg), from: f.bEP,
+			forwarded: []sentPacket{{pkt: envelope(TypeRelayed, c, wg), to: f.addrA}},
+			stats:     Stats{RelayForwardedPackets: 1, RelayForwardedBytes: n},
+		},
+		{
+			name: "hop-passed-on-one-less", pkt: hopEnvelope(1, d, c, wg), from: f.aEP,
+			forwarded: []sentPacket{{pkt: hopEnvelope(0, d, c, wg), to: f.addrB}},
+			stats:     Stats{RelayForwardedPackets: 1, RelayForwardedBytes: n},
+		},
+		{name: "hop-none-left", pkt: hopEnvelope(0, d, c, wg), from: f.aEP, stats: Stats{DropRelayNoPath: 1}},
+		{name: "hop-not-back-to-sender", pkt: hopEnvelope(1, f.a, c, wg), from: f.bEP, stats: Stats{DropRelayNoPath: 1}},
+		{name: "forward-not-back-to-sender", pkt: envelope(TypeRelayFwd, c, wg), from: f.bEP, stats: Stats{DropRelayNoPath: 1}},
+		{name: "forward-over-unconfirmed-relay", pkt: envelope(TypeRelayFwd, d, wg), from: f.aEP, stats: Stats{DropRelayNoPath: 1}},
+		{name: "hop-not-to-source", pkt: hopEnvelope(1, f.b, c, wg), from: f.aEP, stats: Stats{DropRelayNoPath: 1}},
+		{name: "hop-from-source", pkt: hopEnvelope(1, f.a, c, wg), from: f.aEP, stats: Stats{DropRelayNotAllowed: 1}},
+		{name: "hop-to-sender", pkt: hopEnvelope(1, d, f.a, wg), from: f.aEP, stats: Stats{DropRelayNotAllowed: 1}},
+		{name: "hop-to-source", pkt: hopEnvelope(1, d, d, wg), from: f.aEP, stats: Stats{DropRelayNotAllowed: 1}},
+		{name: "hop-from-stranger", pkt: hopEnvelope(1, d, c, wg), from: f.strEP, stats: Stats{DropRelayNotAllowed: 1}},
+		{name: "hop-unknown-source", pkt: hopEnvelope(1, Key{9}, c, wg), from: f.aEP, stats: Stats{DropUnknownPeer: 1}},
+		{name: "hop-back-at-source", pkt: hopEnvelope(1, f.r, c, wg), from: f.aEP, stats: Stats{DropUnknownPeer: 1}},
+		{name: "hop-too-many-left", pkt: hopEnvelope(MaxRelays-1, d, c, wg), from: f.aEP, stats: Stats{DropMalformed: 1}},
+		{name: "hop-reserved-set", pkt: func() []byte { p := hopEnvelope(1, d, c, wg); p[hopReserved] = 1; return p }(), from: f.aEP, stats: Stats{DropMalformed: 1}},
+		{name: "hop-of-garbage", pkt: hopEnvelope(1, d, c, []byte("not wireguard at all, just bytes")), from: f.aEP, stats: Stats{DropMalformed: 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.bind.Stats()
+			f.inner.take()
+			if got, _ := f.run(tt.pkt, tt.from); got != nil {
+				t.Errorf("delivered %x to WireGuard", got)
+			}
+			sent := f.inner.take()
+			if diff := cmp.Diff(tt.forwarded, sent, cmp.AllowUnexported(sentPacket{}), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+				t.Errorf("forwarded (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.stats, delta(before, f.bind.Stats(), tt.stats)); diff != "" {
+				t.Errorf("counters (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// Two peers whose IDs collide are relayed for by neither.
+	var twin Key
+	copy(twin[:IDLen], c[:IDLen])
+	twin[31] = ^c[31]
+	peers := []PeerConfig{{Key: f.a, Endpoints: []netip.AddrPort{f.addrA}}, {Key: f.b, Endpoints: []netip.AddrPort{f.addrB}}, {Key: c}, {Key: twin}}
+	f.bind.SetPeers(peers)
+	tbl := f.bind.table.Load()
+	tbl.byKey[c].route.Store(&choice{kind: choiceRelay, via: f.b, confirmed: true})
+	before := f.bind.Stats()
+	f.run(hopEnvelope(1, f.a, c, wireGuardPacket(100, 1)), f.bEP)
+	if got := delta(before, f.bind.Stats(), Stats{}); got.DropUnknownPeer != 1 {
+		t.Errorf("hop to a colliding ID: counters %+v, want one unknown peer", got)
+	}
+}
+
 // delta returns after-before for every counter; counters that the test
 // does not name and that did not move stay zero, so any unexpected count
 // shows up in the diff. Send-side counters of answers are ignored.
@@ -206,7 +305,7 @@ func delta(before, after, want Stats) Stats {
 // FuzzParsePacket feeds arbitrary datagrams, from a peer's address and from
 // a stranger's, through the receive path of a relay box.
 func FuzzParsePacket(f *testing.F) {
-	fx := newDemuxFixture(f)
+	fx, c, d := newHopFixture(f)
 	wg := wireGuardPacket(100, 0xAA)
 	ping := discoFrom(f, fx.a, &fx.sharedAR, &disco.Ping{})
 	for _, seed := range [][]byte{
@@ -219,6 +318,9 @@ func FuzzParsePacket(f *testing.F) {
 		envelope(TypeRelayed, fx.b, ping),
 		envelope(TypeRelayFwd, fx.b, ping),
 		envelope(0x7f, fx.b, wg),
+		envelope(TypeRelayFwd, c, wg),
+		hopEnvelope(1, d, c, wg),
+		hopEnvelope(0, c, fx.a, ping),
 		ping,
 		ping[:minDiscoLen],
 		discoFrom(f, fx.a, &fx.sharedAR, &disco.CallMeMaybe{Endpoints: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:1")}}),
@@ -238,7 +340,7 @@ func FuzzParsePacket(f *testing.F) {
 			t.Fatalf("delivered a non-WireGuard packet %x", got)
 		}
 		for _, s := range fx.inner.take() {
-			if k := classify(s.pkt); k != kindRelayed && k != kindDisco {
+			if k := classify(s.pkt); k != kindRelayed && k != kindDisco && k != kindRelayHop {
 				t.Fatalf("sent a %v packet %x", k, s.pkt)
 			}
 		}

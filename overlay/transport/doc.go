@@ -10,21 +10,24 @@
 //	relay forward  0xCB 0x01 dst node key (32)    inner packet   A -> R
 //	relayed        0xCB 0x02 src node key (32)    inner packet   R -> B
 //	disco          0xCB 0x03 sender node key (32) nonce (24) box  any -> any
+//	relay hop      0xCB 0x04 hops, 0, src ID (15), dst ID (15)    R -> R'
 //
 // The inner packet of a relay envelope is a WireGuard message or a disco
 // message; the relay rewrites the header in place and forwards the rest
 // untouched. It cannot read it: WireGuard sessions and disco boxes exist only
 // between the two ends. A relay forwards only between peers it is configured
 // with, only from an address it knows belongs to the sender, and only to a
-// peer it reaches directly (no second hop).
+// peer it reaches directly or through a confirmed relay path of its own
+// (multi-hop, at most MaxRelays relays; see relayhop.go).
 //
 // Disco (package overlay/disco) finds the paths: every box pings every
 // candidate endpoint of every peer, keeps round-trip times and the time of
 // the last pong, and sends over the best live direct path; without one it
-// relays through another peer that both ends reach directly, and goes back
-// to direct as soon as a direct pong arrives. While relayed it sends a
-// call-me-maybe through the relay so that both ends ping each other at the
-// same moment, which opens most NAT mappings (hole punching).
+// relays through a peer it reaches directly whose pings come back (that
+// peer reaches the other end directly or through relays of its own), and
+// goes back to direct as soon as a direct pong arrives. While relayed it
+// sends a call-me-maybe through the relay so that both ends ping each other
+// at the same moment, which opens most NAT mappings (hole punching).
 //
 // WireGuard is configured with one Endpoint per peer (ParseEndpoint of the
 // peer's node key in hex) and with roaming disabled, so WireGuard never

@@ -17,6 +17,10 @@ const (
 	TypeRelayed = 0x02
 	// TypeDisco carries a sealed disco message from the named sender.
 	TypeDisco = 0x03
+	// TypeRelayHop carries an inner packet between two relays, naming its
+	// source and destination by node ID and counting the hops left (see
+	// relayhop.go).
+	TypeRelayHop = 0x04
 
 	// HeaderLen is the length of every transport header: magic, type, node
 	// key. The relay header adds exactly this to a WireGuard packet.
@@ -39,6 +43,7 @@ const (
 	kindRelayFwd
 	kindRelayed
 	kindDisco
+	kindRelayHop
 )
 
 func (k kind) String() string {
@@ -51,6 +56,8 @@ func (k kind) String() string {
 		return "relayed"
 	case kindDisco:
 		return "disco"
+	case kindRelayHop:
+		return "relay-hop"
 	}
 	return "malformed"
 }
@@ -78,15 +85,20 @@ func classify(b []byte) kind {
 			return kindMalformed
 		}
 		return kindDisco
-	case TypeRelayFwd, TypeRelayed:
+	case TypeRelayFwd, TypeRelayed, TypeRelayHop:
 		inner := b[HeaderLen:]
 		if !isWireGuard(inner) && !(len(inner) >= minDiscoLen && inner[0] == Magic && inner[1] == TypeDisco) {
 			return kindMalformed
 		}
-		if b[1] == TypeRelayFwd {
+		switch {
+		case b[1] == TypeRelayFwd:
 			return kindRelayFwd
+		case b[1] == TypeRelayed:
+			return kindRelayed
+		case b[hopReserved] != 0 || b[hopLeft] > MaxRelays-2:
+			return kindMalformed
 		}
-		return kindRelayed
+		return kindRelayHop
 	}
 	return kindMalformed
 }

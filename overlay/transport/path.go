@@ -351,14 +351,18 @@ func (ps *pathSet) onPong(tx disco.TxID, via Key, now time.Time) pongResult {
 	}
 	rtt := now.Sub(p.sent)
 	if p.to.relayed() {
-		if via != p.to.via {
+		// A relayed ping must be answered through a relay, though not
+		// necessarily the one it went through: over several hops the way
+		// back may end at another neighbour. The txid proves the ping
+		// reached the peer through p.to.via, which is what counts.
+		if via.IsZero() {
 			return pongUnsolicited
 		}
 		delete(ps.pending, tx)
-		r := ps.relays[via]
+		r := ps.relays[p.to.via]
 		if r == nil {
 			r = &relayPath{}
-			ps.relays[via] = r
+			ps.relays[p.to.via] = r
 		}
 		r.lastPong, r.rtt = now, rtt
 		return pongOK

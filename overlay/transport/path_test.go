@@ -155,8 +155,8 @@ func TestPathSelection(t *testing.T) {
 			if got := h.ps.onPong(disco.TxID{42}, Key{}, h.now); got != pongUnsolicited {
 				t.Errorf("unknown txid: %v", got)
 			}
-			if got := h.ps.onPong(h.tx[target{via: r1}], r2, h.now); got != pongUnsolicited {
-				t.Errorf("relayed ping answered through another relay: %v", got)
+			if got := h.ps.onPong(h.tx[target{via: r1}], Key{}, h.now); got != pongUnsolicited {
+				t.Errorf("relayed ping answered directly: %v", got)
 			}
 			if got := h.ps.onPong(h.tx[target{addr: e1}], r1, h.now); got != pongUnsolicited {
 				t.Errorf("direct ping answered through a relay: %v", got)
@@ -167,6 +167,16 @@ func TestPathSelection(t *testing.T) {
 			if got := h.pongDirect(e1); got != pongUnsolicited {
 				t.Errorf("the same pong replayed: %v", got)
 			}
+		}},
+		{"relayed-pong-back-through-another-relay", func(h *pathHarness) {
+			// Over several hops the pong may come back through another
+			// neighbour; it confirms the relay the ping went through.
+			h.advance(DefaultTiming.DirectGrace)
+			h.ping(relays...)
+			if got := h.ps.onPong(h.tx[target{via: r1}], r2, h.now); got != pongOK {
+				t.Errorf("pong through r2 for a ping through r1: %v", got)
+			}
+			h.want(relays, choiceRelay, netip.AddrPort{}, r1, true)
 		}},
 		{"no-endpoints-no-relays", func(h *pathHarness) {
 			h.ps.setConfigured(nil, stdEP, h.now)

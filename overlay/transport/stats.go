@@ -28,7 +28,7 @@ type Stats struct {
 	DropMalformed        uint64 // does not parse as WireGuard or transport
 	DropUnknownPeer      uint64 // names a node key that is not a peer
 	DropRelayNotAllowed  uint64 // relay envelope from an address that is no peer's
-	DropRelayNoPath      uint64 // relay request for a peer this box does not reach directly
+	DropRelayNoPath      uint64 // relay request for a peer this box has no path to, or no hops left for
 	DropDiscoAuth        uint64 // disco box did not open: forged or tampered
 	DropDiscoUnsolicited uint64 // pong for no outstanding ping (late, replayed or wrong path)
 	// SendErrors counts sends the inner Bind failed.
