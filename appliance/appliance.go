@@ -66,7 +66,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -80,6 +80,12 @@ type Config struct {
 	// forwarder. The zero value answers on every address, port 53; see
 	// DNSConfig.
 	DNS DNSConfig
+
+	// MDNS configures mDNS on the LAN: the box's name and services, the
+	// community's services as a discovery proxy, and LAN services into the
+	// catalog. The zero value runs it on the first LAN interface; see
+	// MDNSConfig.
+	MDNS MDNSConfig
 
 	// ShutdownTimeout bounds the graceful shutdown once ctx is done; after it
 	// the remaining connections are closed. Zero means
@@ -158,8 +164,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.changed.Wait, logger)
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
-		"catalog": ov.catalog.status}
+		"catalog": ov.catalog.status, "mdns": mdnsSvc.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -176,6 +183,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		overlay:    ov,
 		dns:        dns,
 		catalog:    ov.catalog,
+		mdns:       mdnsSvc,
 		logger:     logger,
 	})
 	if err != nil {
@@ -209,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run}
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()

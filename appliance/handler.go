@@ -33,7 +33,9 @@ type handlerConfig struct {
 	dns dnsSource
 	// catalog is shown by the services API and page; nil means none.
 	catalog catalogSource
-	logger  *slog.Logger
+	// mdns adds its counters to the metrics; nil means none.
+	mdns   *mdnsService
+	logger *slog.Logger
 }
 
 // handler serves the API, metrics and panel. It is immutable after

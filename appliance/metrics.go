@@ -64,6 +64,11 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 			cat.WriteMetrics(&b)
 		}
 	}
+	if h.cfg.mdns != nil {
+		if r := h.cfg.mdns.current(); r != nil {
+			r.WriteMetrics(&b)
+		}
+	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

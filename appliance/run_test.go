@@ -55,6 +55,7 @@ func testDNS(c DNSConfig) DNSConfig {
 func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	t.Helper()
 	cfg.DNS = testDNS(cfg.DNS)
+	cfg.MDNS.Disabled = true // no multicast on the host's LAN
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
 	return func() error {
@@ -268,6 +269,7 @@ func TestRunShutdownTimeout(t *testing.T) {
 				ShutdownTimeout: time.Second,
 				Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
 				DNS:             DNSConfig{Disabled: true}, // real sockets would leave the bubble
+				MDNS:            MDNSConfig{Disabled: true},
 			})
 		}()
 

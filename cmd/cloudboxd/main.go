@@ -12,7 +12,9 @@
 // It answers DNS on --dns (default: every address, UDP and TCP port 53):
 // the community zone (cb.home.arpa.: every member by name) and, for other
 // names, a caching forwarder to --dns-upstreams or the resolvers of
-// /etc/resolv.conf. --dns off turns it off.
+// /etc/resolv.conf. --dns off turns it off. On the LAN interface --mdns it
+// speaks mDNS: <name>.local, its services and the community's, and it
+// publishes LAN services of the --mdns-browse types to the community.
 //
 // It runs until SIGTERM or SIGINT, then shuts down and exits 0. It exits 1
 // when it cannot start or serve (gokrazy then restarts it), including a join
@@ -53,6 +55,10 @@ func main() {
 			"comma-separated `ADDRS` the DNS server answers on (UDP and TCP), or \"off\"")
 		dnsUpstreams = flag.String("dns-upstreams", "",
 			"comma-separated resolvers for names outside the community zone (default: those of /etc/resolv.conf)")
+		mdnsIf = flag.String("mdns", "auto",
+			"LAN `INTERFACE` for mDNS (the box's name and the community's services), \"auto\" for the first LAN interface, or \"off\"")
+		mdnsBrowse = flag.String("mdns-browse", "",
+			"comma-separated service `TYPES` found on the LAN by mDNS to publish to the community, e.g. _ipp._tcp")
 		version = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -85,6 +91,11 @@ func main() {
 			InterfaceName: *overlayIf,
 			JoinToken:     *join,
 		},
+		MDNS: appliance.MDNSConfig{
+			Disabled:  *mdnsIf == "off",
+			Interface: mdnsInterface(*mdnsIf),
+			Browse:    splitList(*mdnsBrowse),
+		},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),
@@ -107,4 +118,13 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// mdnsInterface is the interface of --mdns: "" for "auto" (and "off",
+// which disables mDNS anyway).
+func mdnsInterface(flagValue string) string {
+	if flagValue == "auto" || flagValue == "off" {
+		return ""
+	}
+	return flagValue
 }

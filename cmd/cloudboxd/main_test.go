@@ -122,7 +122,7 @@ func start(t *testing.T, args ...string) *daemon {
 func startNoWait(t *testing.T, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{
-		cmd:    exec.Command(binary, append([]string{"--http", "127.0.0.1:0", "--dns", "127.0.0.1:0"}, args...)...),
+		cmd:    exec.Command(binary, append([]string{"--http", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--mdns", "off"}, args...)...),
 		log:    newLogBuffer(),
 		exited: make(chan struct{}),
 	}

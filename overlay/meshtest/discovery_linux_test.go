@@ -134,6 +134,28 @@ func checkCatalog(t *testing.T, boxes []*box, addrs map[string][2]string) {
 		return ""
 	})
 	t.Logf("every box serves every service over DNS-SD (PTR, SRV, A of the target) after %v", took.Round(10*time.Millisecond))
+
+	// mDNS on the LAN (the boxes' underlay segment): each box announces
+	// its own service and, as a discovery proxy, the others' as
+	// "<instance> (<box>)" on "<box>-cb.local". Asked by unicast to 5353.
+	a, b := boxes[0], boxes[1]
+	took = netnstest.WaitFor(t, 20*time.Second, func() string {
+		out, err := a.ns.Try("dig", "-p", "5353", "@"+b.addr.String(), "+tries=1", "+time=2", "+short", "PTR", "_http._tcp.local.")
+		if err != nil {
+			return fmt.Sprintf("dig PTR _http._tcp.local at %s: %v %s", b.name, err, out)
+		}
+		own := `members\032of\032` + b.name + "._http._tcp.local."
+		proxied := `members\032of\032` + a.name + `\032(` + a.name + `)._http._tcp.local.`
+		if !strings.Contains(out, own) || !strings.Contains(out, proxied) {
+			return fmt.Sprintf("mDNS PTR _http._tcp.local at %s lacks %s or %s:\n%s", b.name, own, proxied, out)
+		}
+		addr, err := a.ns.Try("dig", "-p", "5353", "@"+b.addr.String(), "+tries=1", "+time=2", "+short", "A", a.name+"-cb.local.")
+		if err != nil || strings.TrimSpace(addr) != addrs[a.name][0] {
+			return fmt.Sprintf("mDNS A %s-cb.local at %s = %q (%v), want %s", a.name, b.name, addr, err, addrs[a.name][0])
+		}
+		return ""
+	})
+	t.Logf("mDNS on the LAN: %s announces its own service and %s's (discovery proxy) after %v", b.name, a.name, took.Round(10*time.Millisecond))
 	if elapsed := time.Since(published); elapsed > 40*time.Second {
 		t.Errorf("discovery took %v", elapsed)
 	}

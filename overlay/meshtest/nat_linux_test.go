@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/netnstest"
-	"github.com/cloudbox/cloudbox/internal/testenv"
 )
 
 func TestMeshNAT(t *testing.T) {
