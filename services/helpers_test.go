@@ -75,12 +75,19 @@ func metric(t testing.TB, c *Catalog, sample string) int64 {
 // waitFor polls cond every 20 ms until it holds or d passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
+	return waitEvery(t, 20*time.Millisecond, d, what, cond)
+}
+
+// waitEvery polls cond every interval until it holds or d passes, and
+// returns how long it took.
+func waitEvery(t testing.TB, interval, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > d {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval)
 	}
 	return time.Since(start)
 }
