@@ -41,8 +41,7 @@ func (c *Catalog) memberlistConfig() (*memberlist.Config, error) {
 	mc.IndirectChecks = 5
 	mc.SuspicionMult = 4
 	mc.SuspicionMaxTimeoutMult = 5
-	mc.RetransmitMult = 4
-	mc.GossipNodes = 3
+	mc.RetransmitMult = 5
 	mc.GossipInterval = 200 * time.Millisecond
 	mc.TCPTimeout = 5 * time.Second
 	mc.PushPullInterval = 30 * time.Second
