@@ -140,6 +140,7 @@ type Catalog struct {
 	roster    *rosterCache
 	announce  chan struct{} // capacity 1: the own summary changed
 	pullq     chan string   // node IDs that may need a pull
+	client    *http.Client  // of the default Fetch; idle connections closed when Run returns
 	running   atomic.Bool
 
 	mu      sync.Mutex // guards the following; never held while calling memberlist
@@ -242,6 +243,7 @@ func New(cfg Config) (*Catalog, error) {
 		health:   make(map[string]bool),
 		peers:    make(map[string]*peer),
 		changed:  make(chan struct{}),
+		client:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}},
 		stats:    stats{rejected: make(map[rejectReason]uint64)},
 	}
 	if cfg.Fetch == nil {
@@ -300,6 +302,7 @@ func (c *Catalog) Run(ctx context.Context) error {
 		c.log.Warn("catalog leave", "err", err)
 	}
 	err = ml.Shutdown()
+	c.client.CloseIdleConnections()
 	c.mu.Lock()
 	c.ml = nil
 	c.mu.Unlock()
@@ -514,7 +517,7 @@ func (c *Catalog) httpFetch(ctx context.Context, from Member, owner string) ([]b
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("pulling catalog: %w", err)
 	}

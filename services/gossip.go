@@ -42,7 +42,6 @@ func (c *Catalog) memberlistConfig() (*memberlist.Config, error) {
 	mc.SuspicionMult = 4
 	mc.SuspicionMaxTimeoutMult = 5
 	mc.RetransmitMult = 5
-	mc.GossipNodes = 4
 	mc.GossipInterval = 200 * time.Millisecond
 	mc.TCPTimeout = 5 * time.Second
 	mc.PushPullInterval = 30 * time.Second
