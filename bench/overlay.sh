@@ -4,7 +4,7 @@
 # row, then print one RESULT line. See bench/README.md.
 #
 # Knobs (env): PEERS_DIR (default ../shared/bench), SYSTEMS (harness rows besides
-# ours; default "veth wireguard-go tinc"), DUR, ROUNDS, PAR, INSTALL, ... (passed to
+# ours; default "veth wireguard-go nebula tinc"), DUR, ROUNDS, PAR, INSTALL, ... (passed to
 # the harness). Needs root.
 set -uo pipefail
 
@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/bench}
 BIN=$ROOT/bench/bin
 RES=$ROOT/bench/results
-export SYSTEMS=${SYSTEMS:-"veth wireguard-go tinc"}
+export SYSTEMS=${SYSTEMS:-"veth wireguard-go nebula tinc"}
 mkdir -p "$BIN" "$RES"
 
 [ -r "$PEERS_DIR/overlay-peers.sh" ] || { echo "no $PEERS_DIR/overlay-peers.sh (set PEERS_DIR)" >&2; exit 1; }
@@ -38,6 +38,15 @@ t0=$SECONDS
 (cd "$ROOT" && bash "$TMP/overlay-peers.sh") 2>&1 | tee "$OUT"
 elapsed=$((SECONDS - t0))
 
+# Peak RSS with 50 peers (bench/overlay-rss50.sh); RSS50=0 skips it.
+rss50=na
+if [ "${RSS50:-1}" != 0 ]; then
+  line=$(bash "$ROOT/bench/overlay-rss50.sh" "$NODE" 2>&1 | tee -a "$OUT" | grep '^rss50 ' | tail -1)
+  kib=$(sed -n 's/.*kib=\([0-9]*\).*/\1/p' <<<"$line")
+  case "$line" in *"pings_ok=50/50"*) [ -n "$kib" ] && rss50=$(awk -v k="$kib" 'BEGIN { printf "%.1f", k / 1024 }') ;; esac
+  [ "$rss50" = na ] && echo "na because rss50: ${line:-overlay-rss50.sh failed (see $OUT)}"
+fi
+
 TSV=$(sed -n 's/^TSV: //p' "$OUT" | tail -1)
 [ -n "$TSV" ] && [ -r "$TSV" ] || { echo "RESULT overlay failed: harness wrote no TSV (see $OUT)"; exit 1; }
 
@@ -52,13 +61,14 @@ why() { # why a peer row is missing
 ours=$(col cloudbox 6); ours4=$(col cloudbox 8); ourscpu=$(col cloudbox 18)
 wg=$(col wireguard-go 6); wg4=$(col wireguard-go 8); wgcpu=$(col wireguard-go 18)
 tinc=$(col tinc 6); tinc4=$(col tinc 8); tinccpu=$(col tinc 18)
+neb=$(col nebula 6)
 rss=na
 if ls "$RSS_PREFIX"-* >/dev/null 2>&1; then
   rss=$(cat "$RSS_PREFIX"-* | awk '{ if ($1 > m) m = $1 } END { printf "%.1f", m / 1024 }')
   rm -f "$RSS_PREFIX"-*
 fi
-for s in cloudbox wireguard-go tinc; do
+for s in cloudbox wireguard-go tinc nebula; do
   case " $SYSTEMS cloudbox " in *" $s "*) w=$(why "$s"); [ -n "$w" ] && echo "na because $w" ;; *) echo "na because $s was not in SYSTEMS" ;; esac
 done
 echo "overlay bench took ${elapsed}s; TSV $TSV; harness output $OUT"
-echo "RESULT overlay tcp1_mbps=$ours wireguard_go_tcp1_mbps=$wg ratio_wg=$(ratio "$ours" "$wg") tinc_tcp1_mbps=$tinc ratio_tinc=$(ratio "$ours" "$tinc") tcp4_mbps=$ours4 wireguard_go_tcp4_mbps=$wg4 tinc_tcp4_mbps=$tinc4 cpu_s_per_gb=$ourscpu wireguard_go_cpu_s_per_gb=$wgcpu tinc_cpu_s_per_gb=$tinccpu rss_mib=$rss"
+echo "RESULT overlay tcp1_mbps=$ours wireguard_go_tcp1_mbps=$wg ratio_wg=$(ratio "$ours" "$wg") tinc_tcp1_mbps=$tinc ratio_tinc=$(ratio "$ours" "$tinc") tcp4_mbps=$ours4 wireguard_go_tcp4_mbps=$wg4 tinc_tcp4_mbps=$tinc4 cpu_s_per_gb=$ourscpu wireguard_go_cpu_s_per_gb=$wgcpu tinc_cpu_s_per_gb=$tinccpu rss_mib=$rss rss50_mib=$rss50 nebula_tcp1_mbps=$neb ratio_nebula=$(ratio "$ours" "$neb")"

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudbox/cloudbox/overlay/internal/pktbuf"
 	"github.com/cloudbox/cloudbox/overlay/netcfg"
 	"github.com/cloudbox/cloudbox/overlay/transport"
 	"golang.zx2c4.com/wireguard/device"
@@ -78,6 +79,18 @@ type Config struct {
 	// PathTiming tunes path discovery; zero fields take
 	// transport.DefaultTiming.
 	PathTiming transport.Timing
+
+	// Inflight bounds the data packets WireGuard holds in each direction,
+	// which bounds the Engine's memory under load (each takes a 64 KiB
+	// buffer; see transport.Gate). 0 means transport.DefaultInflight;
+	// negative means no bound.
+	Inflight int
+
+	// BatchSize is the number of packets WireGuard handles as a batch; the
+	// TUN and the UDP sockets still move up to 128 at once (GSO/GRO). Each
+	// packet of a batch pins a 64 KiB buffer. 0 means
+	// transport.DefaultBatchSize.
+	BatchSize int
 }
 
 // Peer is a member of the community as the overlay needs it.
@@ -226,6 +239,8 @@ func New(cfg Config) (*Engine, error) {
 		LocalAddrs: localAddrs,
 		Exclude:    exclude,
 		Timing:     cfg.PathTiming,
+		Inflight:   cfg.Inflight,
+		BatchSize:  cfg.BatchSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating overlay: %w", err)
@@ -278,7 +293,7 @@ func (e *Engine) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating TUN %s: %w", name, err)
 	}
-	dev := device.NewDevice(&countingTUN{Device: tdev, writes: &e.tunWrites}, e.bind, e.wireGuardLogger())
+	dev := device.NewDevice(newGatedTUN(tdev, &e.tunWrites, e.bind), e.bind, e.wireGuardLogger())
 	// The Bind decides where packets go; WireGuard must not move a peer's
 	// endpoint to the source of a packet.
 	dev.DisableSomeRoamingForBrokenMobileSemantics()
@@ -531,14 +546,71 @@ func UnderlayAddrs(skip string) []netip.Addr {
 	return out
 }
 
-// countingTUN counts the packets WireGuard writes to the TUN.
-type countingTUN struct {
+// gatedTUN counts the packets WireGuard writes to the TUN, and keeps the
+// Bind's Gates: WireGuard reads the TUN only while the outbound Gate has
+// room, and packets it writes leave the inbound Gate. It reports the Bind's
+// batch size to WireGuard, reads the TUN's larger batches (GSO splits) into
+// its own slots and hands them out in WireGuard's batches.
+type gatedTUN struct {
 	tun.Device
-	writes *atomic.Uint64
+	writes  *atomic.Uint64
+	out, in *transport.Gate
+	size    int
+	// WireGuard reads from one goroutine; these are its.
+	timer   *time.Timer
+	batch   *pktbuf.Batch
+	readErr error // returned with the last packets of batch
 }
 
-func (t *countingTUN) Write(bufs [][]byte, offset int) (int, error) {
+func newGatedTUN(dev tun.Device, writes *atomic.Uint64, b *transport.Bind) *gatedTUN {
+	n := dev.BatchSize()
+	t := &gatedTUN{
+		Device: dev,
+		writes: writes,
+		out:    b.Outbound(),
+		in:     b.Inbound(),
+		size:   max(1, min(n, b.BatchSize())),
+		timer:  time.NewTimer(time.Hour),
+		batch:  pktbuf.New(n, pktbuf.MaxSlot),
+	}
+	t.timer.Stop()
+	return t
+}
+
+func (t *gatedTUN) BatchSize() int { return t.size }
+
+func (t *gatedTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	bb := t.batch
+	if !bb.Pending() {
+		t.out.Wait(t.timer)
+		n, err := t.Device.Read(bb.Bufs, bb.Sizes, offset)
+		if n == 0 {
+			return 0, err
+		}
+		bb.Filled(n)
+		t.readErr = err
+	}
+	n := 0
+	for n < len(bufs) {
+		i, ok := bb.Next()
+		if !ok {
+			break
+		}
+		sizes[n] = copy(bufs[n][offset:], bb.Bufs[i][offset:offset+bb.Sizes[i]])
+		n++
+	}
+	t.out.Add(n)
+	var err error
+	if !bb.Pending() {
+		err, t.readErr = t.readErr, nil
+	}
+	return n, err
+}
+
+func (t *gatedTUN) Write(bufs [][]byte, offset int) (int, error) {
 	n, err := t.Device.Write(bufs, offset)
+	// Written or not, the packets have left WireGuard.
+	t.in.Done(len(bufs))
 	if err == nil {
 		t.writes.Add(uint64(len(bufs)))
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/overlay/disco"
+	"github.com/cloudbox/cloudbox/overlay/internal/pktbuf"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
@@ -50,6 +51,18 @@ type Config struct {
 
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+
+	// Inflight bounds the data packets WireGuard holds in each direction
+	// (see Gate): received ones not yet written to the TUN, read ones not
+	// yet sent. 0 means DefaultInflight; negative means no bound.
+	Inflight int
+
+	// BatchSize is the batch size reported to WireGuard, which gives every
+	// packet of a batch a 64 KiB buffer. The Bind reads the inner Bind's
+	// (larger) batches into its own slots and hands them out in batches of
+	// this size. 0 means DefaultBatchSize; it is capped at the inner
+	// Bind's.
+	BatchSize int
 }
 
 // PeerConfig is one peer as the Bind needs it.
@@ -85,6 +98,8 @@ type Bind struct {
 	now        func() time.Time
 	poke       chan struct{}
 	relayBufs  sync.Pool // of *relayBatch
+	in, out    *Gate     // data packets inside WireGuard
+	batchSize  int
 
 	// table is replaced, copy on write, under mu and read without locks on
 	// the packet path.
@@ -177,12 +192,29 @@ func New(cfg Config) (*Bind, error) {
 		b.now = time.Now
 	}
 	b.relayBufs.New = func() any { return newRelayBatch() }
+	inflight := cfg.Inflight
+	if inflight == 0 {
+		inflight = DefaultInflight
+	}
+	b.in, b.out = NewGate(inflight), NewGate(inflight)
+	b.batchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	b.batchSize = max(1, min(b.batchSize, b.inner.BatchSize()))
 	b.table.Store(&peerTable{byKey: map[Key]*peer{}, byAddr: map[netip.AddrPort]*peer{}, byID: map[nodeID]*peer{}})
 	return b, nil
 }
 
 // PublicKey returns this box's node key.
 func (b *Bind) PublicKey() Key { return b.public }
+
+// Inbound returns the Gate of received data packets: the Bind waits on it
+// before reading from the socket and adds what it hands to WireGuard; the
+// owner reports packets written to the TUN with Done.
+func (b *Bind) Inbound() *Gate { return b.in }
+
+// Outbound returns the Gate of data packets to send: the owner waits on it
+// before reading the TUN and adds what it read; the Bind reports data
+// packets sent with Done.
+func (b *Bind) Outbound() *Gate { return b.out }
 
 // Open implements conn.Bind.
 func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
@@ -192,7 +224,16 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	wrapped := make([]conn.ReceiveFunc, len(fns))
 	for i, fn := range fns {
-		r := &receiver{b: b, fn: fn, fwd: make([][]byte, 0, b.inner.BatchSize())}
+		n := b.inner.BatchSize()
+		r := &receiver{
+			b:     b,
+			fn:    fn,
+			batch: pktbuf.New(n, pktbuf.MaxSlot),
+			eps:   make([]conn.Endpoint, n),
+			fwd:   make([][]byte, 0, n),
+			timer: time.NewTimer(time.Hour),
+		}
+		r.timer.Stop()
 		wrapped[i] = r.receive
 	}
 	b.mu.Lock()
@@ -213,8 +254,8 @@ func (b *Bind) Close() error {
 // SetMark implements conn.Bind.
 func (b *Bind) SetMark(mark uint32) error { return b.inner.SetMark(mark) }
 
-// BatchSize implements conn.Bind.
-func (b *Bind) BatchSize() int { return b.inner.BatchSize() }
+// BatchSize implements conn.Bind: Config.BatchSize.
+func (b *Bind) BatchSize() int { return b.batchSize }
 
 // ParseEndpoint implements conn.Bind. A node key in hex gives the peer's
 // Endpoint (the peer must have been set with SetPeers); anything else is
@@ -274,7 +315,7 @@ func isHandshake(bufs [][]byte) bool {
 }
 
 func (b *Bind) sendInner(bufs [][]byte, ep conn.Endpoint) error {
-	b.stats.wireGuardOut(bufs)
+	b.out.Done(b.stats.wireGuardOut(bufs))
 	err := b.inner.Send(bufs, ep)
 	if err != nil {
 		b.stats.sendErrors.Add(1)
@@ -318,7 +359,7 @@ func (b *Bind) sendRelayed(bufs [][]byte, dst Key, ep conn.Endpoint) error {
 		copy(out[HeaderLen:], p)
 		rb.bufs = append(rb.bufs, out)
 	}
-	b.stats.wireGuardOut(bufs)
+	b.out.Done(b.stats.wireGuardOut(bufs))
 	b.stats.relayedOut.Add(uint64(len(bufs)))
 	err := b.inner.Send(rb.bufs, ep)
 	if err != nil {
@@ -335,26 +376,48 @@ func (b *Bind) sendRelayed(bufs [][]byte, dst Key, ep conn.Endpoint) error {
 type receiver struct {
 	b  *Bind
 	fn conn.ReceiveFunc
+	// batch and eps receive the inner Bind's batches; WireGuard gets them
+	// in its smaller ones.
+	batch *pktbuf.Batch
+	eps   []conn.Endpoint
 	// Packets waiting to be forwarded to fwdEP, rewritten in place in the
 	// receive buffers.
 	fwd   [][]byte
 	fwdEP conn.Endpoint
+	// timer is for waiting on the inbound Gate.
+	timer *time.Timer
 }
 
 func (r *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-	n, err := r.fn(bufs, sizes, eps)
-	if err != nil {
-		return n, err
+	bb := r.batch
+	if !bb.Pending() {
+		r.b.in.Wait(r.timer)
+		n, err := r.fn(bb.Bufs, bb.Sizes, r.eps)
+		if err != nil {
+			return 0, err
+		}
+		r.b.in.Add(r.b.demux(r, bb.Bufs[:n], bb.Sizes[:n], r.eps[:n]))
+		bb.Filled(n)
 	}
-	r.b.demux(r, bufs[:n], sizes[:n], eps[:n])
+	n := 0
+	for n < len(bufs) {
+		i, ok := bb.Next()
+		if !ok {
+			break
+		}
+		sizes[n] = copy(bufs[n], bb.Bufs[i][:bb.Sizes[i]])
+		eps[n] = r.eps[i]
+		n++
+	}
 	return n, nil
 }
 
 // demux sorts a received batch: WireGuard messages stay in place for
 // WireGuard; relayed WireGuard messages are unwrapped in place; disco and
 // relay-forward packets are consumed (their size set to zero, which
-// WireGuard skips).
-func (b *Bind) demux(r *receiver, bufs [][]byte, sizes []int, eps []conn.Endpoint) {
+// WireGuard skips). It returns the number of data packets left for
+// WireGuard.
+func (b *Bind) demux(r *receiver, bufs [][]byte, sizes []int, eps []conn.Endpoint) (data int) {
 	t := b.table.Load()
 	for i, n := range sizes {
 		if n == 0 {
@@ -367,7 +430,9 @@ func (b *Bind) demux(r *receiver, bufs [][]byte, sizes []int, eps []conn.Endpoin
 			// and cookie replies want the real source address, and with
 			// roaming disabled WireGuard never adopts it as the peer's
 			// endpoint.
-			b.stats.wireGuardIn(pkt)
+			if b.stats.wireGuardIn(pkt) {
+				data++
+			}
 		case kindDisco:
 			sizes[i] = 0
 			b.handleDisco(t, pkt, eps[i], nil)
@@ -402,7 +467,9 @@ func (b *Bind) demux(r *receiver, bufs [][]byte, sizes []int, eps []conn.Endpoin
 			// WireGuard reads the message from the start of the buffer.
 			sizes[i] = copy(bufs[i], inner)
 			eps[i] = src.ep
-			b.stats.wireGuardIn(bufs[i][:sizes[i]])
+			if b.stats.wireGuardIn(bufs[i][:sizes[i]]) {
+				data++
+			}
 			b.stats.relayedIn.Add(1)
 		default:
 			sizes[i] = 0
@@ -410,6 +477,7 @@ func (b *Bind) demux(r *receiver, bufs [][]byte, sizes []int, eps []conn.Endpoin
 		}
 	}
 	r.flush()
+	return data
 }
 
 // forward relays a relay-forward or relay-hop packet that arrived from

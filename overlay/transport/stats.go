@@ -79,8 +79,9 @@ func (c *counters) snapshot() Stats {
 	}
 }
 
-// wireGuardIn counts one received WireGuard message.
-func (c *counters) wireGuardIn(pkt []byte) {
+// wireGuardIn counts one received WireGuard message and reports whether it
+// carries data.
+func (c *counters) wireGuardIn(pkt []byte) (data bool) {
 	c.wgPacketsIn.Add(1)
 	c.wgBytesIn.Add(uint64(len(pkt)))
 	switch pkt[0] {
@@ -89,18 +90,29 @@ func (c *counters) wireGuardIn(pkt []byte) {
 	case 4:
 		if len(pkt) > minWireGuardLen {
 			c.dataPacketsIn.Add(1)
+			return true
 		}
 	}
+	return false
 }
 
-// wireGuardOut counts a batch of WireGuard messages being sent.
-func (c *counters) wireGuardOut(bufs [][]byte) {
+// wireGuardOut counts a batch of WireGuard messages being sent and returns
+// the number that carry data (transport messages longer than a keepalive).
+func (c *counters) wireGuardOut(bufs [][]byte) (data int) {
 	var n uint64
 	var hs uint64
 	for _, b := range bufs {
 		n += uint64(len(b))
-		if len(b) > 0 && (b[0] == 1 || b[0] == 2) {
+		if len(b) == 0 {
+			continue
+		}
+		switch b[0] {
+		case 1, 2:
 			hs++
+		case 4:
+			if len(b) > minWireGuardLen {
+				data++
+			}
 		}
 	}
 	c.wgPacketsOut.Add(uint64(len(bufs)))
@@ -108,4 +120,5 @@ func (c *counters) wireGuardOut(bufs [][]byte) {
 	if hs > 0 {
 		c.handshakesOut.Add(hs)
 	}
+	return data
 }

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package pktbuf
+
+func alloc(n int) []byte { return make([]byte, n) }
+
+func free([]byte) {}
