@@ -208,7 +208,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ErrorLog:          newErrorLog(logger),
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
-	ov.catalog.setBuiltin(func() []services.Service { return builtinServices(ln.Addr(), dns) })
+	ov.catalog.setBuiltin(func() []services.Service { return builtinServices(node.Name, ln.Addr(), dns) })
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -278,17 +278,19 @@ func txtStrings(m map[string]string) []string {
 
 // builtinServices returns the services cloudboxd publishes itself: the
 // panel on the HTTP listener and DNS, each only when it listens on an
-// address other boxes can reach.
-func builtinServices(httpAddr net.Addr, dns *dnsService) []services.Service {
+// address other boxes can reach. Their names end with " (<node>)", so that
+// every box's are distinct on a LAN (mDNS) and in the zone.
+func builtinServices(node string, httpAddr net.Addr, dns *dnsService) []services.Service {
+	suffix := " (" + node + ")"
 	var out []services.Service
 	if ap, err := netip.ParseAddrPort(httpAddr.String()); err == nil && !ap.Addr().IsLoopback() {
-		out = append(out, services.Service{Instance: "cloudbox panel", Type: "_http._tcp", Port: ap.Port(),
+		out = append(out, services.Service{Instance: cutUTF8("cloudbox panel", 63-len(suffix)) + suffix, Type: "_http._tcp", Port: ap.Port(),
 			Description: "The web panel of this box", TXT: map[string]string{"path": "/"}})
 	}
 	if dns != nil && dns.srv != nil {
 		for _, l := range dns.view().Listen {
 			if ap, err := netip.ParseAddrPort(l); err == nil && !ap.Addr().IsLoopback() {
-				out = append(out, services.Service{Instance: "cloudbox DNS", Type: "_domain._udp", Port: ap.Port(),
+				out = append(out, services.Service{Instance: cutUTF8("cloudbox DNS", 63-len(suffix)) + suffix, Type: "_domain._udp", Port: ap.Port(),
 					Description: "DNS: the community zone and a caching resolver"})
 				break
 			}

@@ -188,9 +188,12 @@ func (m *mdnsService) advertised() []mdns.Service {
 		if !rec.Addr.IsValid() {
 			addrs = slices.DeleteFunc([]netip.Addr{rec.OwnerIPv4, rec.OwnerIPv6}, func(a netip.Addr) bool { return !a.IsValid() })
 		}
-		suffix := " (" + rec.OwnerName + ")"
+		instance := rec.Instance
+		if suffix := " (" + rec.OwnerName + ")"; !strings.HasSuffix(instance, suffix) {
+			instance = cutUTF8(instance, 63-len(suffix)) + suffix
+		}
 		out = append(out, mdns.Service{
-			Instance: cutUTF8(rec.Instance, 63-len(suffix)) + suffix, Type: rec.Type, Port: rec.Port, TXT: txt,
+			Instance: instance, Type: rec.Type, Port: rec.Port, TXT: txt,
 			Host: owner + "-cb", Addrs: addrs,
 		})
 	}

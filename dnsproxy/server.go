@@ -231,6 +231,28 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	return nil
 }
 
+// listenPair opens a UDP socket and a TCP listener on one address. With
+// port 0 the TCP listener takes the port the UDP socket got; when another
+// program holds that TCP port, it tries again with another port, a few
+// times.
+func listenPair(ctx context.Context, lc *net.ListenConfig, a string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(a)
+	for try := 0; ; try++ {
+		pc, err := lc.ListenPacket(ctx, "udp", a)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listening on udp %s: %w", a, err)
+		}
+		ln, err := lc.Listen(ctx, "tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || try == 8 {
+			return nil, nil, fmt.Errorf("listening on tcp %s: %w", pc.LocalAddr(), err)
+		}
+	}
+}
+
 // listen opens a UDP socket and a TCP listener on each address. With port
 // 0 the TCP listener takes the port the UDP socket got.
 func listen(ctx context.Context, addrs []string) (pcs []net.PacketConn, lns []net.Listener, err error) {
@@ -247,15 +269,11 @@ func listen(ctx context.Context, addrs []string) (pcs []net.PacketConn, lns []ne
 		}
 	}()
 	for _, a := range addrs {
-		pc, err := lc.ListenPacket(ctx, "udp", a)
+		pc, ln, err := listenPair(ctx, &lc, a)
 		if err != nil {
-			return pcs, lns, fmt.Errorf("listening on udp %s: %w", a, err)
+			return pcs, lns, err
 		}
 		pcs = append(pcs, pc)
-		ln, err := lc.Listen(ctx, "tcp", pc.LocalAddr().String())
-		if err != nil {
-			return pcs, lns, fmt.Errorf("listening on tcp %s: %w", pc.LocalAddr(), err)
-		}
 		lns = append(lns, ln)
 	}
 	return pcs, lns, nil
