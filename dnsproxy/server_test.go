@@ -33,13 +33,9 @@ type testUpstream struct {
 
 func startUpstream(t *testing.T, handler func(q *dns.Msg) *dns.Msg) *testUpstream {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// The same port for UDP and TCP, as the server's own listen does.
+	pc, ln, err := listenPair(t.Context(), new(net.ListenConfig), "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		t.Fatal(err)
 	}
 	u := &testUpstream{addr: pc.LocalAddr().String(), done: make(chan error, 2)}
