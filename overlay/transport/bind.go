@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -97,8 +98,8 @@ type Bind struct {
 	timing     Timing
 	now        func() time.Time
 	poke       chan struct{}
-	relayBufs  sync.Pool // of *relayBatch
-	in, out    *Gate     // data packets inside WireGuard
+	relayBufs  chan *relayBatch // free ones, see getRelayBatch
+	in, out    *Gate            // data packets inside WireGuard
 	batchSize  int
 
 	// table is replaced, copy on write, under mu and read without locks on
@@ -191,7 +192,6 @@ func New(cfg Config) (*Bind, error) {
 	if b.now == nil {
 		b.now = time.Now
 	}
-	b.relayBufs.New = func() any { return newRelayBatch() }
 	inflight := cfg.Inflight
 	if inflight == 0 {
 		inflight = DefaultInflight
@@ -199,6 +199,7 @@ func New(cfg Config) (*Bind, error) {
 	b.in, b.out = NewGate(inflight), NewGate(inflight)
 	b.batchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
 	b.batchSize = max(1, min(b.batchSize, b.inner.BatchSize()))
+	b.relayBufs = make(chan *relayBatch, max(relayBatchesKept, runtime.GOMAXPROCS(0)))
 	b.table.Store(&peerTable{byKey: map[Key]*peer{}, byAddr: map[netip.AddrPort]*peer{}, byID: map[nodeID]*peer{}})
 	return b, nil
 }
@@ -327,27 +328,51 @@ func (b *Bind) sendInner(bufs [][]byte, ep conn.Endpoint) error {
 // the largest overlay MTU in use plus WireGuard's and our headers fits.
 const relaySlot = 2048
 
+// relayBatchesKept is the least number of free relay batches a Bind keeps
+// for reuse; it keeps one per CPU if there are more CPUs.
+const relayBatchesKept = 4
+
 // relayBatch is reusable memory for wrapping a batch in relay headers.
 type relayBatch struct {
 	bufs [][]byte
 	mem  []byte
 }
 
-func newRelayBatch() *relayBatch {
-	return &relayBatch{
-		bufs: make([][]byte, 0, conn.IdealBatchSize),
-		mem:  make([]byte, conn.IdealBatchSize*relaySlot),
+// getRelayBatch returns a free relayBatch with room for a batch of
+// BatchSize packets, the most WireGuard sends at once. A buffered channel
+// keeps the free ones rather than a sync.Pool, which lets the GC take them
+// (and, under the race detector, drops a quarter of them at random): each
+// new one costs BatchSize*relaySlot bytes on the packet path.
+func (b *Bind) getRelayBatch() *relayBatch {
+	select {
+	case rb := <-b.relayBufs:
+		return rb
+	default:
+		return &relayBatch{
+			bufs: make([][]byte, 0, b.batchSize),
+			mem:  make([]byte, b.batchSize*relaySlot),
+		}
+	}
+}
+
+// putRelayBatch keeps rb for reuse, unless enough are kept.
+func (b *Bind) putRelayBatch(rb *relayBatch) {
+	clear(rb.bufs)
+	rb.bufs = rb.bufs[:0]
+	select {
+	case b.relayBufs <- rb:
+	default:
 	}
 }
 
 // sendRelayed wraps each packet in a relay-forward header for dst and sends
 // the batch to the relay at ep.
 func (b *Bind) sendRelayed(bufs [][]byte, dst Key, ep conn.Endpoint) error {
-	rb := b.relayBufs.Get().(*relayBatch)
+	rb := b.getRelayBatch()
 	for i, p := range bufs {
 		n := HeaderLen + len(p)
 		var out []byte
-		if n <= relaySlot && i < conn.IdealBatchSize {
+		if n <= relaySlot && (i+1)*relaySlot <= len(rb.mem) {
 			// Capped, so that UDP GSO coalescing in the inner Bind cannot
 			// append into the next slot.
 			out = rb.mem[i*relaySlot : i*relaySlot+n : (i+1)*relaySlot]
@@ -365,9 +390,7 @@ func (b *Bind) sendRelayed(bufs [][]byte, dst Key, ep conn.Endpoint) error {
 	if err != nil {
 		b.stats.sendErrors.Add(1)
 	}
-	clear(rb.bufs)
-	rb.bufs = rb.bufs[:0]
-	b.relayBufs.Put(rb)
+	b.putRelayBatch(rb)
 	return err
 }
 
@@ -388,28 +411,37 @@ type receiver struct {
 	timer *time.Timer
 }
 
+// receive implements conn.ReceiveFunc. As its contract asks, it returns at
+// least one packet: a batch that demux consumed whole (disco, packets
+// forwarded to other boxes, as on a relay) is not handed to WireGuard as an
+// empty one, whose sizes would be those of the previous call; receive reads
+// the next batch instead.
 func (r *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 	bb := r.batch
-	if !bb.Pending() {
-		r.b.in.Wait(r.timer)
-		n, err := r.fn(bb.Bufs, bb.Sizes, r.eps)
-		if err != nil {
-			return 0, err
+	for {
+		if !bb.Pending() {
+			r.b.in.Wait(r.timer)
+			n, err := r.fn(bb.Bufs, bb.Sizes, r.eps)
+			if err != nil {
+				return 0, err
+			}
+			r.b.in.Add(r.b.demux(r, bb.Bufs[:n], bb.Sizes[:n], r.eps[:n]))
+			bb.Filled(n)
 		}
-		r.b.in.Add(r.b.demux(r, bb.Bufs[:n], bb.Sizes[:n], r.eps[:n]))
-		bb.Filled(n)
-	}
-	n := 0
-	for n < len(bufs) {
-		i, ok := bb.Next()
-		if !ok {
-			break
+		n := 0
+		for n < len(bufs) {
+			i, ok := bb.Next()
+			if !ok {
+				break
+			}
+			sizes[n] = copy(bufs[n], bb.Bufs[i][:bb.Sizes[i]])
+			eps[n] = r.eps[i]
+			n++
 		}
-		sizes[n] = copy(bufs[n], bb.Bufs[i][:bb.Sizes[i]])
-		eps[n] = r.eps[i]
-		n++
+		if n > 0 {
+			return n, nil
+		}
 	}
-	return n, nil
 }
 
 // demux sorts a received batch: WireGuard messages stay in place for

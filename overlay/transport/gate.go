@@ -57,7 +57,8 @@ func NewGate(limit int) *Gate {
 
 // Wait blocks while the Gate is full. t is the caller's own timer (each
 // waiting goroutine has one, so that waiting does not allocate); it must be
-// stopped or expired, and is left so.
+// stopped or expired, and is left so. Any number of goroutines may wait at
+// once (a Bind has one per socket).
 func (g *Gate) Wait(t *time.Timer) {
 	if g == nil || g.limit == 0 || g.n.Load() < g.limit {
 		return
@@ -65,6 +66,9 @@ func (g *Gate) Wait(t *time.Timer) {
 	seen := g.done.Load()
 	t.Reset(gateStall)
 	defer t.Stop()
+	// Done leaves one token for all waiters; whoever leaves passes it on,
+	// so that every waiter sees the room, not only the first.
+	defer g.wakeOne()
 	for g.n.Load() >= g.limit {
 		select {
 		case <-g.wake:
@@ -97,11 +101,19 @@ func (g *Gate) Done(k int) {
 		return
 	}
 	g.done.Add(uint64(k))
-	if v := g.n.Add(-int64(k)); v < 0 {
+	for {
 		// After a reset, packets counted before it leave: do not go below
 		// zero, which would admit more than the limit.
-		g.n.CompareAndSwap(v, 0)
+		v := g.n.Load()
+		if g.n.CompareAndSwap(v, max(v-int64(k), 0)) {
+			break
+		}
 	}
+	g.wakeOne()
+}
+
+// wakeOne leaves a token for a waiter, unless one is there already.
+func (g *Gate) wakeOne() {
 	select {
 	case g.wake <- struct{}{}:
 	default:
