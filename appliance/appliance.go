@@ -164,7 +164,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.changed.Wait, logger)
+	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
+		ov.changed.Wait, logger)
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
 		"catalog": ov.catalog.status, "mdns": mdnsSvc.status}
 	for name, f := range cfg.Components {

@@ -53,6 +53,8 @@ type mdnsService struct {
 	overlay string // the overlay's interface, never used for mDNS
 	catalog *catalogService
 	changed func() <-chan struct{}
+	// endpoints returns the members' underlay endpoints by node ID.
+	endpoints func() map[string][]netip.AddrPort
 
 	// mu guards the following.
 	mu      sync.Mutex
@@ -61,13 +63,14 @@ type mdnsService struct {
 	problem string
 }
 
-func openMDNS(cfg MDNSConfig, node string, selfID, overlayIf string, cat *catalogService, changed func() <-chan struct{}, log *slog.Logger) *mdnsService {
+func openMDNS(cfg MDNSConfig, node string, selfID, overlayIf string, cat *catalogService, endpoints func() map[string][]netip.AddrPort,
+	changed func() <-chan struct{}, log *slog.Logger) *mdnsService {
 	host := hostLabel(node)
 	if host == "" {
 		host = "cloudbox-" + strings.ToLower(selfID[:min(6, len(selfID))])
 	}
 	return &mdnsService{cfg: cfg, log: log.With("component", "mdns"), host: host, selfID: selfID,
-		overlay: overlayIf, catalog: cat, changed: changed}
+		overlay: overlayIf, catalog: cat, changed: changed, endpoints: endpoints}
 }
 
 // lanInterface picks the LAN interface for mDNS: see MDNSConfig.Interface.
@@ -126,7 +129,7 @@ func (m *mdnsService) runOnce(ctx context.Context) error {
 		Logger:    m.log,
 		Interface: iface,
 		Hostname:  m.host,
-		Services:  m.advertised,
+		Services:  func() []mdns.Service { return m.advertised(interfacePrefixes(iface)) },
 		Browse:    m.cfg.Browse,
 	})
 	if err != nil {
@@ -160,11 +163,23 @@ func (m *mdnsService) runOnce(ctx context.Context) error {
 // services as they are, and the community's healthy services as
 // "<instance> (<box>)" on the host "<box>-cb.local" with the owner's
 // overlay addresses (or the service's own address). Services this box took
-// from the LAN are not announced back to it.
-func (m *mdnsService) advertised() []mdns.Service {
+// from the LAN are not announced back to it, and those of boxes with an
+// underlay endpoint in lan (the LAN's prefixes) are left to their owner,
+// which announces them on the same LAN itself.
+func (m *mdnsService) advertised(lan []netip.Prefix) []mdns.Service {
 	cat := m.catalog.current()
 	if cat == nil {
 		return nil
+	}
+	onLAN := map[string]bool{}
+	if m.endpoints != nil {
+		for id, eps := range m.endpoints() {
+			for _, ep := range eps {
+				if slices.ContainsFunc(lan, func(p netip.Prefix) bool { return p.Contains(ep.Addr().Unmap()) }) {
+					onLAN[id] = true
+				}
+			}
+		}
 	}
 	var out []mdns.Service
 	for _, rec := range cat.Services(services.Filter{Health: "healthy"}) {
@@ -178,6 +193,9 @@ func (m *mdnsService) advertised() []mdns.Service {
 				s.Host, s.Addrs = m.host+"-"+hostLabel(rec.Instance), []netip.Addr{rec.Addr}
 			}
 			out = append(out, s)
+			continue
+		}
+		if onLAN[rec.OwnerID] {
 			continue
 		}
 		owner := hostLabel(rec.OwnerName)
@@ -297,4 +315,25 @@ func (m *mdnsService) current() *mdns.Responder {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.r
+}
+
+// interfacePrefixes returns the subnets of the interface name.
+func interfacePrefixes(name string) []netip.Prefix {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if p, err := netip.ParsePrefix(ipn.String()); err == nil && !p.Addr().IsLinkLocalUnicast() {
+				out = append(out, p.Masked())
+			}
+		}
+	}
+	return out
 }

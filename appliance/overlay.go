@@ -756,3 +756,20 @@ func (o *overlayService) zonePart() ([]dnsproxy.Host, []dnsproxy.Service) {
 	}
 	return zoneHostsOf(ms), nil
 }
+
+// memberEndpoints returns the underlay endpoints of every member by node
+// ID, as their latest roster records report them; nil while the overlay
+// does not run.
+func (o *overlayService) memberEndpoints() map[string][]netip.AddrPort {
+	o.mu.Lock()
+	run := o.running
+	o.mu.Unlock()
+	if run == nil {
+		return nil
+	}
+	out := make(map[string][]netip.AddrPort)
+	for _, m := range run.roster.Members() {
+		out[m.NodeID] = m.Endpoints
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package meshtest
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -91,7 +92,13 @@ func checkCatalog(t *testing.T, boxes []*box, addrs map[string][2]string) {
 				want := "members of " + owner.name
 				i := slices.IndexFunc(svcs, func(s service) bool { return s.Instance == want })
 				if i < 0 {
-					return fmt.Sprintf("%s does not list %q: %+v", b.name, want, svcs)
+					var m []string
+					for _, l := range strings.Split(b.getText(t, "/metrics"), "\n") {
+						if strings.HasPrefix(l, "cloudbox_catalog") {
+							m = append(m, l)
+						}
+					}
+					return fmt.Sprintf("%s does not list %q: %+v\n%s", b.name, want, svcs, strings.Join(m, "\n"))
 				}
 				if s := svcs[i]; s.Box != owner.name || s.IPv4 != addrs[owner.name][0] || s.Port != 51820 || !s.Healthy {
 					return fmt.Sprintf("%s lists %+v", b.name, s)
@@ -136,26 +143,24 @@ func checkCatalog(t *testing.T, boxes []*box, addrs map[string][2]string) {
 	t.Logf("every box serves every service over DNS-SD (PTR, SRV, A of the target) after %v", took.Round(10*time.Millisecond))
 
 	// mDNS on the LAN (the boxes' underlay segment): each box announces
-	// its own service and, as a discovery proxy, the others' as
-	// "<instance> (<box>)" on "<box>-cb.local". Asked by unicast to 5353.
+	// its own service; it does not proxy those of boxes on the same LAN,
+	// which announce theirs themselves (TestMeshNAT checks the proxy).
 	a, b := boxes[0], boxes[1]
 	took = netnstest.WaitFor(t, 20*time.Second, func() string {
-		out, err := a.ns.Try("dig", "-p", "5353", "@"+b.addr.String(), "+tries=1", "+time=2", "+short", "PTR", "_http._tcp.local.")
+		out, err := mdnsQuery(a.ns, b.addr, "PTR", "_http._tcp.local.")
 		if err != nil {
-			return fmt.Sprintf("dig PTR _http._tcp.local at %s: %v %s", b.name, err, out)
+			return err.Error()
 		}
 		own := `members\032of\032` + b.name + "._http._tcp.local."
-		proxied := `members\032of\032` + a.name + `\032(` + a.name + `)._http._tcp.local.`
-		if !strings.Contains(out, own) || !strings.Contains(out, proxied) {
-			return fmt.Sprintf("mDNS PTR _http._tcp.local at %s lacks %s or %s:\n%s", b.name, own, proxied, out)
+		if !strings.Contains(out, own) {
+			return fmt.Sprintf("mDNS PTR _http._tcp.local at %s lacks %s:\n%s", b.name, own, out)
 		}
-		addr, err := a.ns.Try("dig", "-p", "5353", "@"+b.addr.String(), "+tries=1", "+time=2", "+short", "A", a.name+"-cb.local.")
-		if err != nil || strings.TrimSpace(addr) != addrs[a.name][0] {
-			return fmt.Sprintf("mDNS A %s-cb.local at %s = %q (%v), want %s", a.name, b.name, addr, err, addrs[a.name][0])
+		if strings.Contains(out, `\(`+a.name+`\)`) {
+			return fmt.Sprintf("%s proxies %s's service, though both are on one LAN:\n%s", b.name, a.name, out)
 		}
 		return ""
 	})
-	t.Logf("mDNS on the LAN: %s announces its own service and %s's (discovery proxy) after %v", b.name, a.name, took.Round(10*time.Millisecond))
+	t.Logf("mDNS on the LAN: %s announces its own service after %v", b.name, took.Round(10*time.Millisecond))
 	if elapsed := time.Since(published); elapsed > 40*time.Second {
 		t.Errorf("discovery took %v", elapsed)
 	}
@@ -181,4 +186,53 @@ func checkCatalogGone(t *testing.T, others []*box, gone *box) {
 		return ""
 	})
 	t.Logf("the services of %s disappeared from every other box %v after it stopped", gone.name, took.Round(10*time.Millisecond))
+}
+
+// mdnsQuery asks the mDNS responder at addr:5353 by unicast (a legacy
+// query, RFC 6762 §6.7) from ns and returns the answers, one per line.
+func mdnsQuery(ns *netnstest.NS, addr netip.Addr, qtype, name string) (string, error) {
+	out, err := ns.Try("dig", "-p", "5353", "@"+addr.String(), "+tries=1", "+time=2", "+short", qtype, name)
+	if err != nil {
+		return "", fmt.Errorf("dig -p 5353 @%s %s %s: %v %s", addr, qtype, name, err, out)
+	}
+	return out, nil
+}
+
+// checkMDNSProxy publishes a service on owner (named ownerName in the
+// community, overlay IPv4 ownerIP) and waits until proxy, a box on another
+// LAN, announces it there by mDNS as "<instance> (<owner>)" on the host
+// "<owner>-cb.local" with the owner's overlay address, as seen from lan, a
+// host on proxy's LAN.
+func checkMDNSProxy(t *testing.T, owner *box, ownerName, ownerIP string, proxy *box, lan *netnstest.NS) {
+	t.Helper()
+	testenv.RequireCommand(t, "dig", "dnsutils")
+	payload := `{"instance": "wiki", "type": "_http._tcp", "port": 51820}`
+	resp, err := owner.client.Post("http://"+apiAddr+"/api/v1/services", "application/json", strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("publishing on %s = %d", owner.name, resp.StatusCode)
+	}
+	instance := `wiki\032\(` + ownerName + `\)._http._tcp.local.`
+	took := netnstest.WaitFor(t, 40*time.Second, func() string {
+		out, err := mdnsQuery(lan, proxy.addr, "PTR", "_http._tcp.local.")
+		if err != nil {
+			return err.Error()
+		}
+		if !strings.Contains(out, instance) {
+			return fmt.Sprintf("mDNS PTR _http._tcp.local at %s lacks %s:\n%s", proxy.name, instance, out)
+		}
+		srv, err := mdnsQuery(lan, proxy.addr, "SRV", strings.ReplaceAll(strings.ReplaceAll(instance, `\032`, " "), `\`, ""))
+		if err != nil || !strings.Contains(srv, "51820 "+ownerName+"-cb.local.") {
+			return fmt.Sprintf("mDNS SRV of %s at %s = %q (%v)", instance, proxy.name, srv, err)
+		}
+		a, err := mdnsQuery(lan, proxy.addr, "A", ownerName+"-cb.local.")
+		if err != nil || strings.TrimSpace(a) != ownerIP {
+			return fmt.Sprintf("mDNS A %s-cb.local at %s = %q (%v), want %s", ownerName, proxy.name, a, err, ownerIP)
+		}
+		return ""
+	})
+	t.Logf("discovery proxy: %s announces %s's service on its LAN by mDNS %v after it was published", proxy.name, ownerName, took.Round(10*time.Millisecond))
 }

@@ -56,6 +56,7 @@ func TestMeshNAT(t *testing.T) {
 	if err != nil || p.Endpoint != "direct 192.0.2.1:51820" {
 		t.Errorf("n3's path to n1 (%s) = %q (%v), want direct 192.0.2.1:51820", founder, p.Endpoint, err)
 	}
+	checkMDNSProxy(t, n1, founder, addrs[n1.name][0], n3, nat)
 }
 
 // TestMeshDoubleNAT: d sits behind two nested NATs, s behind one of its
