@@ -161,7 +161,7 @@ func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
 // clean 500 instead of half a page.
 func (h *handler) render(w http.ResponseWriter, code int, t *template.Template, data any) {
 	var b bytes.Buffer
-	if err := t.ExecuteTemplate(&b, "layout.html", data); err != nil {
+	if err := executePage(&b, t, data); err != nil {
 		h.cfg.logger.Error("rendering page failed", "template", t.Name(), "error", err)
 		http.Error(w, "the page could not be rendered; the error is in the cloudboxd log", http.StatusInternalServerError)
 		return

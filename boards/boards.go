@@ -1,6 +1,8 @@
-// Package boards describes the hardware cloudbox images are built for: the Go
+// Package boards describes the hardware cloudbox is built for: the Go
 // architecture, the kernel and firmware modules, the boot files, the console
-// and the partition layout of each board. It is data for the image builder and
+// and the partition layout of each image board, and the package architecture
+// of each router board (OpenWrt routers keep their own firmware and get
+// cloudbox as a package). It is data for the image and package builders and
 // the VM runner; nothing here runs on a box.
 package boards
 
@@ -35,9 +37,27 @@ type Board struct {
 	// Description is a one-line summary for `cloudbox boards`.
 	Description string
 
-	// GOARCH and GOARM select the Go toolchain target (GOOS is always linux).
+	// GOARCH, GOARM and GOMIPS select the Go toolchain target (GOOS is
+	// always linux). GOMIPS is "softfloat" for the MIPS routers: their
+	// kernels often lack the FPU emulator hard-float Go code relies on.
 	GOARCH string
 	GOARM  string
+	GOMIPS string
+
+	// PackageArch is, for a router board, the architecture name of the
+	// router's package manager (OpenWrt's opkg, `opkg print-architecture`),
+	// e.g. "mipsel_24kc". Router boards have no kernel, firmware or image:
+	// `cloudbox package` builds an installable package for them, and
+	// cloudboxd is built with the router profile (Tags). Empty for image
+	// boards.
+	PackageArch string
+	// Tags are the build tags of this board's cloudboxd: "router" for
+	// router boards (see internal/buildinfo), none for image boards.
+	Tags []string
+	// QEMUUser is the qemu user-mode emulator that runs this board's Linux
+	// binaries on another architecture (tests run the router targets'
+	// unit tests with it), from Debian's qemu-user-static.
+	QEMUUser string
 
 	// KernelModule and FirmwareModule are Go module paths whose module
 	// directories hold the boot payload; their versions are pinned in go.mod.
@@ -76,7 +96,35 @@ type Board struct {
 	QEMU string
 }
 
+// Router is the build tag of the router profile: cloudboxd for small
+// routers, without what they cannot afford (see internal/buildinfo).
+const Router = "router"
+
 var all = []Board{
+	{
+		Name:        "openwrt-mipsle",
+		Description: "MIPS little-endian (ramips MT7621/MT76x8, 24Kc/1004Kc)",
+		GOARCH:      "mipsle", GOMIPS: "softfloat",
+		PackageArch: "mipsel_24kc", Tags: []string{Router}, QEMUUser: "qemu-mipsel-static",
+	},
+	{
+		Name:        "openwrt-mips",
+		Description: "MIPS big-endian (ath79 Atheros/Qualcomm, 24Kc/74Kc)",
+		GOARCH:      "mips", GOMIPS: "softfloat",
+		PackageArch: "mips_24kc", Tags: []string{Router}, QEMUUser: "qemu-mips-static",
+	},
+	{
+		Name:        "openwrt-armv7",
+		Description: "32-bit ARMv7 (ipq40xx Cortex-A7; others with --arch)",
+		GOARCH:      "arm", GOARM: "7",
+		PackageArch: "arm_cortex-a7_neon-vfpv4", Tags: []string{Router}, QEMUUser: "qemu-arm-static",
+	},
+	{
+		Name:        "openwrt-aarch64",
+		Description: "64-bit ARM (mediatek filogic/mt7622, ipq807x, bcm27xx: Cortex-A53)",
+		GOARCH:      "arm64",
+		PackageArch: "aarch64_cortex-a53", Tags: []string{Router}, QEMUUser: "qemu-aarch64-static",
+	},
 	{
 		Name:           "rpi",
 		Description:    "Raspberry Pi 3B/3B+/4B/400/CM4/Zero 2 W/5 (one arm64 image for all)",
@@ -113,6 +161,31 @@ var all = []Board{
 		UEFIBootManager: "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
 		UEFIBootName:    "BOOTX64.EFI",
 	},
+}
+
+// IsRouter reports whether b is a router board: built as a package for the
+// router's own firmware, not as an image.
+func (b Board) IsRouter() bool { return b.PackageArch != "" }
+
+// Kind is "image" or "package (ARCH)" for `cloudbox boards`.
+func (b Board) Kind() string {
+	if b.IsRouter() {
+		return "package (" + b.PackageArch + ")"
+	}
+	return "image"
+}
+
+// GoEnv is the environment, added to the build host's, that cross-compiles
+// static binaries for b.
+func (b Board) GoEnv() []string {
+	env := []string{"GOOS=linux", "GOARCH=" + b.GOARCH, "CGO_ENABLED=0"}
+	if b.GOARM != "" {
+		env = append(env, "GOARM="+b.GOARM)
+	}
+	if b.GOMIPS != "" {
+		env = append(env, "GOMIPS="+b.GOMIPS)
+	}
+	return env
 }
 
 // All returns every board, sorted by name.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/boards"
 	"github.com/cloudbox/cloudbox/image/internal/ext4"
+	"github.com/cloudbox/cloudbox/image/internal/gobuild"
 	"github.com/cloudbox/cloudbox/image/internal/fat"
 )
 
@@ -198,6 +199,9 @@ func (c *Config) setDefaults(ctx context.Context) error {
 	if c.Board.Name == "" {
 		return errors.New("no board given: pass --board (see `cloudbox boards`)")
 	}
+	if c.Board.IsRouter() {
+		return fmt.Errorf("board %s is a router: it gets a package, not an image; use `cloudbox package --board %s`", c.Board.Name, c.Board.Name)
+	}
 	if c.Out == "" {
 		return errors.New("no output file given: pass --out FILE")
 	}
@@ -224,13 +228,13 @@ func (c *Config) setDefaults(ctx context.Context) error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.SourceDir == "" {
-		dir, err := findSourceDir(ctx, c.goCmd())
+		dir, err := gobuild.SourceDir(ctx, c.GoCmd)
 		if err != nil {
 			return err
 		}
 		c.SourceDir = dir
 	}
-	goroot, err := goEnvVar(ctx, c.goCmd(), c.SourceDir, "GOROOT")
+	goroot, err := gobuild.EnvVar(ctx, c.GoCmd, c.SourceDir, "GOROOT")
 	if err != nil {
 		return fmt.Errorf("locating the Go toolchain: %w", err)
 	}

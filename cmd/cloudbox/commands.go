@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/boards"
 	"github.com/cloudbox/cloudbox/image"
+	"github.com/cloudbox/cloudbox/image/openwrt"
 	"github.com/cloudbox/cloudbox/image/vm"
 )
 
@@ -21,9 +22,9 @@ func runBoards(ctx context.Context, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BOARD\tARCH\tDESCRIPTION")
+	fmt.Fprintln(tw, "BOARD\tARCH\tBUILDS\tDESCRIPTION")
 	for _, b := range boards.All() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Name, b.GOARCH, b.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.Name, b.GOARCH, b.Kind(), b.Description)
 	}
 	return tw.Flush()
 }
@@ -52,11 +53,9 @@ func runImage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var epoch int64
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		if epoch, err = strconv.ParseInt(s, 10, 64); err != nil {
-			return fmt.Errorf("invalid SOURCE_DATE_EPOCH %q: want Unix seconds", s)
-		}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
 	}
 	res, err := image.Build(ctx, image.Config{
 		Board: b, Out: *out, Size: n, Hostname: *hostname, Version: *version,
@@ -67,6 +66,53 @@ func runImage(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("%s  %s (%s, %d MiB, root %d MiB, /perm %d MiB)\n", res.SHA256, res.Path, b.Name, res.Size>>20, res.RootBytes>>20, res.PermSize>>20)
 	return nil
+}
+
+func runPackage(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("package", flag.ContinueOnError)
+	board := fs.String("board", "", "router board to build for (openwrt-*, see `cloudbox boards`)")
+	out := fs.String("out", "", "directory to write the .ipk to")
+	arch := fs.String("arch", "", "opkg architecture of the router (`opkg print-architecture`; default: the board's)")
+	version := fs.String("version", "dev", "cloudbox version to stamp into the package")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *board == "" {
+		return fmt.Errorf("no board given: pass --board (one of %v)", boards.Names())
+	}
+	b, err := boards.Lookup(*board)
+	if err != nil {
+		return err
+	}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	res, err := openwrt.Build(ctx, openwrt.Config{
+		Board: b, OutDir: *out, Arch: *arch, Version: *version,
+		SourceDateEpoch: epoch, Logger: slog.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s  %s (%s, %d bytes; cloudboxd %d bytes stripped)\n", res.SHA256, res.Path, b.Name, res.Size, res.BinarySize)
+	return nil
+}
+
+// sourceDateEpoch reads SOURCE_DATE_EPOCH: zero when unset.
+func sourceDateEpoch() (int64, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return 0, nil
+	}
+	epoch, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid SOURCE_DATE_EPOCH %q: want Unix seconds", s)
+	}
+	return epoch, nil
 }
 
 func runVM(ctx context.Context, args []string) error {

@@ -1,7 +1,8 @@
 // Command cloudbox is the workstation tool: it lists boards, builds disk
-// images, boots them in a VM, founds communities, invites boxes and lists
+// images and router packages, boots images in a VM, founds communities, invites boxes and lists
 // or publishes services through a box's API. Each subcommand is a thin
-// layer over a library package (boards, image, image/vm, appliance).
+// layer over a library package (boards, image, image/openwrt, image/vm,
+// appliance).
 package main
 
 import (
@@ -21,6 +22,7 @@ var commands = []struct {
 }{
 	{"boards", "list the boards cloudbox images are built for", runBoards},
 	{"image", "build a disk image: --board B --out FILE [--size 2G] [--hostname NAME]", runImage},
+	{"package", "build an OpenWrt package for a router board: --board B --out DIR [--arch A] [--version V]", runPackage},
 	{"vm", "boot an amd64 or arm64 image under qemu: --image FILE [--http-port 8080] [--uefi]", runVM},
 	{"community", "found a community on a box: community init --state-dir DIR --name NAME [--range PREFIX]", runCommunity},
 	{"invite", "print a one-time invitation: --state-dir DIR --bootstrap ADDR:PORT [--name N] [--expires 72h]", runInvite},
