@@ -63,4 +63,3 @@ func moduleDir(ctx context.Context, cfg *Config, path string) (string, error) {
 	}
 	return info.Dir, nil
 }
-

@@ -16,8 +16,8 @@ import (
 
 	"github.com/cloudbox/cloudbox/boards"
 	"github.com/cloudbox/cloudbox/image/internal/ext4"
-	"github.com/cloudbox/cloudbox/image/internal/gobuild"
 	"github.com/cloudbox/cloudbox/image/internal/fat"
+	"github.com/cloudbox/cloudbox/image/internal/gobuild"
 )
 
 // DefaultSize is the image size when Config.Size is zero: it fits a 2 GB SD

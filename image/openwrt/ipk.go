@@ -28,10 +28,10 @@ type file struct {
 func tarGz(files []file, mtime time.Time) ([]byte, int64, error) {
 	entries := map[string]*file{"./": nil}
 	for i := range files {
-		p := "." + path.Clean(files[i].path)
-		entries[p] = &files[i]
-		for d := path.Dir(p); d != "."; d = path.Dir(d) {
-			entries[d+"/"] = nil
+		p := path.Clean("/" + files[i].path)
+		entries["."+p] = &files[i]
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			entries["."+d+"/"] = nil
 		}
 	}
 	names := make([]string, 0, len(entries))
