@@ -13,7 +13,13 @@ export SOURCE_DATE_EPOCH
 # Targets every binary must cross-compile for (CGO_ENABLED=0).
 CROSS := linux/amd64 linux/arm64 linux/arm/7 linux/mipsle/softfloat linux/mips/softfloat
 
-.PHONY: all deps build image run test vet cross sizes clean
+# Router boards (OpenWrt packages) and the unit tests run for their CPUs
+# under qemu-user: arch/variant/emulator. No -race there (it needs cgo).
+ROUTER_BOARDS := openwrt-mipsle openwrt-mips openwrt-armv7 openwrt-aarch64
+ROUTER_QEMU := mipsle/softfloat/qemu-mipsel-static mips/softfloat/qemu-mips-static arm/7/qemu-arm-static
+ROUTER_TEST_PKGS := ./overlay/membership ./overlay/transport ./services ./dnsproxy ./internal/xeddsa
+
+.PHONY: all deps build image run test vet cross sizes clean packages test-router
 
 all: build
 
@@ -47,6 +53,7 @@ cross:
 	  case $$arch in arm) env+=(GOARM=$$variant);; mips|mipsle) env+=(GOMIPS=$$variant);; esac; \
 	  echo "cross-compiling for $$t"; \
 	  env "$${env[@]}" $(GO) build ./... || { echo "cross-compile failed for $$t" >&2; exit 1; }; \
+	  env "$${env[@]}" $(GO) build -tags router ./cmd/cloudboxd || { echo "router profile failed for $$t" >&2; exit 1; }; \
 	done
 
 # Stripped cloudboxd size per target, as in the image.
@@ -58,8 +65,28 @@ sizes:
 	  env "$${env[@]}" $(GO) build -trimpath -ldflags '-s -w' -o $(OUT)/sizes/cloudboxd-$$arch ./cmd/cloudboxd; \
 	  printf '%-24s %s bytes\n' "$$t" "$$(stat -c %s $(OUT)/sizes/cloudboxd-$$arch)"; \
 	done
+	@$(MAKE) --no-print-directory packages
 
-test: deps vet cross
+# One OpenWrt package per router board in $(OUT)/packages, with the size of
+# the router profile of cloudboxd in it.
+packages:
+	@mkdir -p $(OUT)/packages
+	@for b in $(ROUTER_BOARDS); do \
+	  $(GO) run ./cmd/cloudbox package --board $$b --out $(OUT)/packages --version $(VERSION) 2>/dev/null | cut -c67- || exit 1; \
+	done
+
+# The unit tests of what routers run, for mipsle, mips and armv7 under
+# qemu-user: endianness and 32-bit bugs. None of them needs root.
+test-router: deps
+	@set -e; for t in $(ROUTER_QEMU); do \
+	  IFS=/ read -r arch variant qemu <<<"$$t"; \
+	  env=(GOOS=linux GOARCH=$$arch CGO_ENABLED=0); \
+	  case $$arch in arm) env+=(GOARM=$$variant);; *) env+=(GOMIPS=$$variant);; esac; \
+	  echo "unit tests for $$arch under $$qemu"; \
+	  env "$${env[@]}" $(GO) test -exec $$qemu -timeout 10m $(ROUTER_TEST_PKGS); \
+	done
+
+test: deps vet cross test-router
 	$(GO) test -race -timeout 25m ./...
 
 clean:

@@ -25,6 +25,9 @@ need=(
   "avahi-browse:avahi-utils"
   "dbus-daemon:dbus-daemon"
   "unshare:util-linux"
+  "qemu-mipsel-static:qemu-user-static" # router targets' unit tests (make test-router)
+  "busybox:busybox"                 # OpenWrt maintainer scripts in a chroot (image/openwrt)
+  "chroot:coreutils"
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"
