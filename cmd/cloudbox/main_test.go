@@ -34,7 +34,7 @@ func TestBoards(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cloudbox boards: %v", err)
 	}
-	for _, want := range []string{"rpi", "arm64", "amd64", "Raspberry Pi"} {
+	for _, want := range []string{"rpi", "arm64", "amd64", "Raspberry Pi", "openwrt-mipsle", "openwrt-mips", "openwrt-armv7", "openwrt-aarch64", "package (mipsel_24kc)"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("cloudbox boards output lacks %q:\n%s", want, out)
 		}
@@ -60,6 +60,7 @@ func TestImageBadInput(t *testing.T) {
 		{"size too small", []string{"--board", "amd64", "--out", out, "--size", "1G"}, "too small"},
 		{"bad size", []string{"--board", "amd64", "--out", out, "--size", "big"}, "invalid size"},
 		{"unwritable output", []string{"--board", "amd64", "--out", filepath.Join(notDir, "box.img")}, "cannot write image"},
+		{"router board", []string{"--board", "openwrt-mipsle", "--out", out}, "use `cloudbox package --board openwrt-mipsle`"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(bin, append([]string{"image"}, tc.args...)...)
