@@ -270,7 +270,10 @@ func parseBasic(h string) (name, password string, ok bool) {
 		return "", "", false
 	}
 	name, password, ok = strings.Cut(string(raw), ":")
-	return name, password, ok && name != ""
+	if !ok || name == "" {
+		return "", "", false
+	}
+	return name, password, true
 }
 
 // serveConnect opens a tunnel (RFC 9110 §9.3.6).
