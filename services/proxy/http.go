@@ -300,17 +300,22 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, cc *clientC
 		p.fail(w, http.StatusInternalServerError)
 		return
 	}
-	defer conn.Close()
-	defer dst.Close()
-	if _, err := io.WriteString(cc.Conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+	_, err = io.WriteString(cc.Conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+	if n := brw.Reader.Buffered(); n > 0 && err == nil { // sent before our answer
+		b, _ := brw.Reader.Peek(n)
+		_, err = dst.Write(b)
+	}
+	if err != nil {
+		conn.Close()
+		dst.Close()
 		return
 	}
-	if n := brw.Reader.Buffered(); n > 0 { // sent before our answer
-		b, _ := brw.Reader.Peek(n)
-		if _, err := dst.Write(b); err != nil {
-			return
-		}
-	}
-	upN, downN := p.tunnel(cc, dst, u)
-	p.logAccess(u, http.MethodConnect, host, http.StatusOK, upN, downN)
+	// The tunnel runs on a goroutine of its own, so that net/http's
+	// connection goroutine and its buffers go away now.
+	p.wg.Go(func() {
+		defer conn.Close()
+		defer dst.Close()
+		upN, downN := p.tunnel(cc, dst, u)
+		p.logAccess(u, http.MethodConnect, host, http.StatusOK, upN, downN)
+	})
 }
