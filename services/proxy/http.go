@@ -111,6 +111,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = nil // keep the Transport from adding its own
 	}
+	delete(h, "Expect") // net/http has answered 100-continue to the client
 	out := &http.Request{
 		Method:        r.Method,
 		URL:           r.URL,
@@ -125,8 +126,14 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength == 0 {
 		out.Body = nil
 	}
-	out = out.WithContext(r.Context())
-	resp, err := p.transport.RoundTrip(out)
+	var resp *http.Response
+	var err error
+	done := func(bool) {}
+	if r.URL.Scheme == "http" {
+		resp, done, err = p.upstream.roundTrip(r.Context(), out, net.JoinHostPort(r.URL.Hostname(), port))
+	} else {
+		resp, err = p.transport.RoundTrip(out.WithContext(r.Context()))
+	}
 	if err != nil {
 		if r.Context().Err() == nil {
 			p.fail(w, upstreamStatus(err))
@@ -147,11 +154,13 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	var n int64
+	var cerr error
 	if resp.ContentLength >= 0 || r.Method == http.MethodHead {
-		n, _ = io.Copy(w, resp.Body)
+		n, cerr = io.Copy(w, resp.Body)
 	} else {
-		n = copyFlushing(w, resp.Body) // streams of unknown length go out as they come
+		n, cerr = copyFlushing(w, resp.Body) // streams of unknown length go out as they come
 	}
+	done(cerr == nil)
 	p.logAccess(u, r.Method, r.URL.Hostname(), resp.StatusCode, r.ContentLength, n)
 }
 
@@ -165,8 +174,9 @@ func (p *Proxy) via(major, minor int) string {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyFlushing copies src to w, flushing after every read.
-func copyFlushing(w http.ResponseWriter, src io.Reader) int64 {
+// copyFlushing copies src to w, flushing after every read. Its error is
+// nil when src ended with io.EOF.
+func copyFlushing(w http.ResponseWriter, src io.Reader) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	rc := http.NewResponseController(w)
@@ -175,15 +185,18 @@ func copyFlushing(w http.ResponseWriter, src io.Reader) int64 {
 		m, err := src.Read(*bp)
 		if m > 0 {
 			if _, werr := w.Write((*bp)[:m]); werr != nil {
-				return n
+				return n, werr
 			}
 			n += int64(m)
-			if rc.Flush() != nil {
-				return n
+			if ferr := rc.Flush(); ferr != nil {
+				return n, ferr
 			}
 		}
+		if err == io.EOF {
+			return n, nil
+		}
 		if err != nil {
-			return n
+			return n, err
 		}
 	}
 }

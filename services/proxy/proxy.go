@@ -24,7 +24,8 @@ type Proxy struct {
 	log       *slog.Logger
 	pol       policy
 	dialer    *net.Dialer
-	transport *http.Transport
+	transport *http.Transport // https:// absolute URIs
+	upstream  *upstream       // http:// ones
 	creds     *credCache
 	limited   bool       // any of the rate, quota limits is set
 	total     [2]*bucket // overall cap by direction; nil without TotalRate
@@ -116,6 +117,7 @@ func New(cfg Config) (*Proxy, error) {
 		WriteBufferSize:        8 << 10,
 		ReadBufferSize:         16 << 10,
 	}
+	p.upstream = newUpstream(p)
 	return p, nil
 }
 
@@ -218,6 +220,7 @@ func (p *Proxy) Run(ctx context.Context) (err error) {
 	p.connsMu.Unlock()
 	p.wg.Wait()
 	p.transport.CloseIdleConnections()
+	p.upstream.close()
 	p.log.Info("proxy stopped")
 	return nil
 }
