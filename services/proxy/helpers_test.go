@@ -69,8 +69,9 @@ func keysOf(boxes ...box) func(string) ([32]byte, bool) {
 type origin struct {
 	*httptest.Server
 	mu   sync.Mutex
-	last http.Header
-	hits int
+	last    http.Header
+	hits    int
+	remotes map[string]bool // client addresses seen
 }
 
 func newOrigin(t *testing.T, tls bool) *origin {
@@ -79,6 +80,10 @@ func newOrigin(t *testing.T, tls bool) *origin {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.mu.Lock()
 		o.last, o.hits = r.Header.Clone(), o.hits+1
+		if o.remotes == nil {
+			o.remotes = make(map[string]bool)
+		}
+		o.remotes[r.RemoteAddr] = true
 		o.mu.Unlock()
 		n := 100
 		if r.URL.Path == "/big" {
@@ -110,6 +115,12 @@ func newOrigin(t *testing.T, tls bool) *origin {
 
 func (o *origin) port() uint16 {
 	return uint16(o.Listener.Addr().(*net.TCPAddr).Port)
+}
+
+func (o *origin) conns() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.remotes)
 }
 
 func (o *origin) lastHeader() (http.Header, int) {

@@ -465,3 +465,28 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamKeepAlive: requests of separate clients share one kept-alive
+// connection to the destination, and one the destination closed is
+// replaced without the client noticing.
+func TestUpstreamKeepAlive(t *testing.T) {
+	plain := newOrigin(t, false)
+	_, httpAddr, _ := startProxy(t, Config{AllowedDestinations: loopback, AnyPort: true})
+	get := func() {
+		t.Helper()
+		if r := curl(t, "-x", "http://"+httpAddr, plain.URL+"/small"); r.code != 200 || len(r.body) != 100 {
+			t.Fatalf("got %d %q", r.code, r.body)
+		}
+	}
+	for range 3 {
+		get()
+	}
+	if n := plain.conns(); n != 1 {
+		t.Errorf("origin saw %d connections for 3 sequential requests, want 1", n)
+	}
+	plain.CloseClientConnections()
+	get()
+	if n := plain.conns(); n != 2 {
+		t.Errorf("origin saw %d connections, want 2 after it closed the first", n)
+	}
+}
