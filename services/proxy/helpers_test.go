@@ -68,7 +68,7 @@ func keysOf(boxes ...box) func(string) ([32]byte, bool) {
 // /big?n=N N bytes, and it records the last request's header.
 type origin struct {
 	*httptest.Server
-	mu   sync.Mutex
+	mu      sync.Mutex
 	last    http.Header
 	hits    int
 	remotes map[string]bool // client addresses seen
