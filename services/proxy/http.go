@@ -300,9 +300,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, cc *clientC
 		p.fail(w, status)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.DialTimeout)
-	dst, err := p.dialer.DialContext(ctx, "tcp", r.Host)
-	cancel()
+	dst, err := p.dialer.DialContext(r.Context(), "tcp", r.Host) // Timeout: DialTimeout
 	if err != nil {
 		p.fail(w, upstreamStatus(err))
 		return
