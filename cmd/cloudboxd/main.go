@@ -59,6 +59,10 @@ func main() {
 			"LAN `INTERFACE` for mDNS (the box's name and the community's services), \"auto\" for the first LAN interface, or \"off\"")
 		mdnsBrowse = flag.String("mdns-browse", "",
 			"comma-separated service `TYPES` found on the LAN by mDNS to publish to the community, e.g. _ipp._tcp")
+		setupCode = flag.String("setup-code-file", "",
+			"`FILE` the first-boot wizard's setup code is written to (default: setup-code.txt in --state-dir)")
+		tokenFile = flag.String("api-token-file", "",
+			"`FILE` holding an API token (32+ characters) accepted as an administrator's, for automation")
 		version = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -86,6 +90,9 @@ func main() {
 		Name:     *name,
 		Board:    *board,
 		Logger:   logger,
+
+		SetupCodeFile:  *setupCode,
+		AdminTokenFile: *tokenFile,
 		Overlay: appliance.OverlayConfig{
 			ListenPort:    uint16(*overlayPort),
 			InterfaceName: *overlayIf,
