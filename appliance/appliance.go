@@ -203,6 +203,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
 		auth:       auth,
+		stateDir:   cfg.StateDir,
 		logger:     logger,
 	})
 	if err != nil {

@@ -36,6 +36,9 @@ type handlerConfig struct {
 	catalog catalogSource
 	// mdns adds its counters to the metrics; nil means none.
 	mdns *mdnsService
+	// stateDir is the state directory, whose file system the dashboard
+	// shows; sysRoot is where /proc and /sys are read ("" means "/").
+	stateDir, sysRoot string
 	// auth holds the accounts and sessions; required.
 	auth   *authService
 	logger *slog.Logger

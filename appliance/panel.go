@@ -166,19 +166,49 @@ func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {
 	for _, name := range slices.Sorted(maps.Keys(s.Components)) {
 		comps = append(comps, namedStatus{name, s.Components[name]})
 	}
+	root := cmpOr(h.cfg.sysRoot, "/")
+	si := readSysInfo(root, h.cfg.stateDir)
+	v := h.overlayView()
+	health := healthView{Sys: si, Running: v.Running, Members: len(v.Members), Peers: max(len(v.Members)-1, 0), Community: v.Community}
+	if si.HasMem {
+		health.MemUsed = percent(si.MemTotal-si.MemAvailable, si.MemTotal)
+		health.MemTotal = formatBytes(si.MemTotal)
+	}
+	if si.HasDisk {
+		health.DiskFree, health.DiskTotal = formatBytes(si.DiskFree), formatBytes(si.DiskTotal)
+		health.DiskUsed = percent(si.DiskTotal-si.DiskFree, si.DiskTotal)
+	}
+	if si.HasUptime {
+		health.BootUptime = formatUptime(si.BootUptime)
+	}
 	h.render(w, http.StatusOK, h.panel.dashboard, struct {
 		pageData
 		Status     statusResponse
 		Uptime     string
 		Created    time.Time
 		Components []namedStatus
+		Health     healthView
+		Location   string
 	}{
 		pageData:   h.pageFor(r, "Overview", "/"),
 		Status:     s,
 		Uptime:     formatUptime(time.Duration(s.UptimeS) * time.Second),
 		Created:    h.cfg.node.Created,
 		Components: comps,
+		Health:     health,
+		Location:   h.cfg.auth.accounts.box().Location,
 	})
+}
+
+// healthView is the dashboard's health section.
+type healthView struct {
+	Sys                           sysInfo
+	MemUsed, MemTotal             string
+	DiskFree, DiskTotal, DiskUsed string
+	BootUptime                    string
+	Running                       bool
+	Members, Peers                int
+	Community                     string
 }
 
 func (h *handler) soon(item navItem) http.HandlerFunc {
