@@ -16,9 +16,9 @@ import (
 // source is missing (another OS, no thermal sensor) are zero with their
 // Has flag false.
 type sysInfo struct {
-	CPUs                int
+	CPUs                 int
 	Load1, Load5, Load15 float64
-	HasLoad             bool
+	HasLoad              bool
 
 	MemTotal, MemAvailable uint64 // bytes
 	HasMem                 bool
