@@ -120,7 +120,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Content-Security-Policy", contentSecurityPolicy)
-	hd.Set("Referrer-Policy", "no-referrer")
+	// Not "no-referrer": under it browsers send "Origin: null" on the
+	// panel's own form posts, and over plain HTTP (no Sec-Fetch-Site)
+	// CrossOriginProtection then refuses them.
+	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
 	h.root.ServeHTTP(w, r)
 }

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -166,7 +167,7 @@ func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {
 	for _, name := range slices.Sorted(maps.Keys(s.Components)) {
 		comps = append(comps, namedStatus{name, s.Components[name]})
 	}
-	root := cmpOr(h.cfg.sysRoot, "/")
+	root := cmp.Or(h.cfg.sysRoot, "/")
 	si := readSysInfo(root, h.cfg.stateDir)
 	v := h.overlayView()
 	health := healthView{Sys: si, Running: v.Running, Members: len(v.Members), Peers: max(len(v.Members)-1, 0), Community: v.Community}

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
@@ -333,7 +334,7 @@ func (h *handler) setupBox(w http.ResponseWriter, r *http.Request) {
 	a := h.cfg.auth
 	if r.Method != http.MethodPost {
 		b := a.accounts.box()
-		h.wizardPage(w, r, http.StatusOK, wizardData{Step: "box", BoxName: cmpOr(b.Name, h.cfg.node.Name), Location: b.Location})
+		h.wizardPage(w, r, http.StatusOK, wizardData{Step: "box", BoxName: cmp.Or(b.Name, h.cfg.node.Name), Location: b.Location})
 		return
 	}
 	b := boxSettings{Name: strings.TrimSpace(strings.ToLower(r.PostFormValue("name"))), Location: strings.TrimSpace(r.PostFormValue("location"))}
@@ -354,13 +355,6 @@ func (h *handler) setupBox(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/setup/community", http.StatusSeeOther)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // setupCommunity creates a community or joins one, then ends the wizard.
