@@ -16,6 +16,10 @@
 // speaks mDNS: <name>.local, its services and the community's, and it
 // publishes LAN services of the --mdns-browse types to the community.
 //
+// A fresh box serves only its setup wizard, which asks for the one-time
+// setup code that cloudboxd logs at start and writes to --setup-code-file;
+// --api-token-file names an administrator's API token for automation.
+//
 // It runs until SIGTERM or SIGINT, then shuts down and exits 0. It exits 1
 // when it cannot start or serve (gokrazy then restarts it), including a join
 // token that is invalid, expired or refused, and 2 on a usage error. Logs go
