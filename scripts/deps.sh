@@ -25,6 +25,7 @@ need=(
   "avahi-browse:avahi-utils"
   "dbus-daemon:dbus-daemon"
   "unshare:util-linux"
+  "chromium:chromium"               # the panel's browser tests (headless, CDP over a pipe)
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"
