@@ -93,11 +93,14 @@ clean:
 	rm -rf $(OUT)
 
 # Peer benchmarks (root; see bench/README.md). Not part of `make test`.
-.PHONY: bench bench-overlay bench-dns
-bench: bench-overlay bench-dns
+.PHONY: bench bench-overlay bench-dns bench-proxy
+bench: bench-overlay bench-dns bench-proxy
 
 bench-overlay:
 	@bash bench/overlay.sh
 
 bench-dns:
 	@bash bench/dns.sh
+
+bench-proxy:
+	@bash bench/proxy.sh

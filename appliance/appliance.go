@@ -87,6 +87,18 @@ type Config struct {
 	// MDNSConfig.
 	MDNS MDNSConfig
 
+	// SetupCodeFile is where a box whose first-boot wizard has not run
+	// writes the wizard's one-time setup code (it is logged too); on a
+	// box, a file on the boot partition. Zero means SetupCodeFile in
+	// StateDir. The file is removed when the wizard is done.
+	SetupCodeFile string
+
+	// AdminTokenFile, if set, names a file holding an API token (at least
+	// 32 characters) that is accepted as an administrator's bearer token
+	// even before the wizard ran: for automation and tests in host mode.
+	// Zero means none; tokens are then created on the panel.
+	AdminTokenFile string
+
 	// ShutdownTimeout bounds the graceful shutdown once ctx is done; after it
 	// the remaining connections are closed. Zero means
 	// DefaultShutdownTimeout.
@@ -174,6 +186,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		components[name] = f
 	}
+	auth, err := newAuth(authConfig{stateDir: cfg.StateDir, adminTokenFile: cfg.AdminTokenFile,
+		setupCodeFile: cfg.SetupCodeFile, now: cfg.Now, logger: logger})
+	if err != nil {
+		return err
+	}
 	h, err := newHandler(handlerConfig{
 		version:    cfg.Version,
 		board:      cfg.Board,
@@ -185,6 +202,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		dns:        dns,
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
+		auth:       auth,
+		stateDir:   cfg.StateDir,
 		logger:     logger,
 	})
 	if err != nil {

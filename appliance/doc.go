@@ -72,13 +72,22 @@
 //	POST /api/v1/overlay/revoke
 //	                     {"node_id": "...", "reason": "..."} (Content-Type
 //	                     application/json): revokes the member with the
-//	                     root key; 403 on boxes without it. Only from
-//	                     loopback until the panel has administrators.
+//	                     root key; 403 on boxes without it. Only for
+//	                     administrators.
 //	GET /metrics         Prometheus text format, cloudbox_overlay_* included
 //	GET /healthz         200 "ok"
 //
-// Joining from the panel (a first-boot wizard) is not offered yet: a box
-// joins with cloudboxd --join.
+// # Accounts and the first boot
+//
+// Every page and endpoint but the login, the wizard, /static/, /healthz and
+// a reduced /api/v1/status needs an account: a session cookie from the
+// login (with a CSRF token on every change) or an API token (Authorization:
+// Bearer); see auth.go for who may do what. Until the first-boot wizard is
+// done, pages lead to it; it needs the setup code that Run logs and writes
+// to [Config.SetupCodeFile], then sets the administrator, the box's name and
+// location, and founds or joins a community. Accounts, tokens and the box
+// settings live in <state dir>/panel ([PanelDir]); removing that directory
+// is the panel's factory reset.
 //
 // Errors under /api/v1/ are JSON objects {"error": "..."}: 404 for an unknown
 // path, 405 (with Allow) for a wrong method. Every response carries

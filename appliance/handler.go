@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cloudbox/cloudbox/appliance/state"
@@ -34,7 +35,12 @@ type handlerConfig struct {
 	// catalog is shown by the services API and page; nil means none.
 	catalog catalogSource
 	// mdns adds its counters to the metrics; nil means none.
-	mdns   *mdnsService
+	mdns *mdnsService
+	// stateDir is the state directory, whose file system the dashboard
+	// shows; sysRoot is where /proc and /sys are read ("" means "/").
+	stateDir, sysRoot string
+	// auth holds the accounts and sessions; required.
+	auth   *authService
 	logger *slog.Logger
 }
 
@@ -43,13 +49,19 @@ type handlerConfig struct {
 type handler struct {
 	cfg    handlerConfig
 	mux    *http.ServeMux
+	root   http.Handler // mux behind CrossOriginProtection
 	panel  *panel
 	static map[string]staticFile
+	// inviteMu serializes invitations, which reserve addresses.
+	inviteMu sync.Mutex
 }
 
 func newHandler(cfg handlerConfig) (*handler, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.auth == nil {
+		return nil, errors.New("the handler needs its accounts")
 	}
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
 	var err error
@@ -63,27 +75,43 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	// Patterns carry no method: handlers check it, so that a wrong method
 	// under /api/v1/ gets a JSON error and the catch-all "/" does not
 	// conflict with method-specific patterns.
-	h.mux.Handle("/api/v1/status", apiGetOnly(h.status))
-	h.mux.Handle("/api/v1/overlay/peers", apiGetOnly(h.overlayPeers))
-	h.mux.HandleFunc("/api/v1/overlay/revoke", h.overlayRevoke)
-	h.mux.Handle("/api/v1/dns", apiGetOnly(h.dnsInfo))
-	h.mux.HandleFunc("/api/v1/overlay/join", h.overlayJoin)
-	h.mux.HandleFunc("/api/v1/services", h.apiServices)
+	// Who may use what: see auth.go. The list is in README too.
+	member := func(f http.HandlerFunc) http.HandlerFunc { return h.apiAuth(roleMember, f) }
+	admin := func(f http.HandlerFunc) http.HandlerFunc { return h.apiAuth(roleAdmin, f) }
+	h.mux.Handle("/api/v1/status", apiGetOnly(h.optionalAuth(h.status)))
+	h.mux.Handle("/api/v1/overlay/peers", member(apiGetOnly(h.overlayPeers)))
+	h.mux.Handle("/api/v1/overlay/revoke", admin(h.overlayRevoke))
+	h.mux.Handle("/api/v1/dns", member(apiGetOnly(h.dnsInfo)))
+	h.mux.Handle("/api/v1/overlay/join", admin(h.overlayJoin))
+	h.mux.Handle("/api/v1/services", member(h.apiServices))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
-	h.mux.Handle("/metrics", getOnly(h.metrics))
+	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))
 	h.mux.Handle("/static/", getOnly(h.serveStatic))
-	h.mux.Handle("/{$}", getOnly(h.dashboard))
-	h.mux.Handle("/community", getOnly(h.community))
-	h.mux.Handle("/community/join", http.NewCrossOriginProtection().Handler(http.HandlerFunc(h.communityJoin)))
-	h.mux.Handle("/services", getOnly(h.servicesPage))
-	h.mux.Handle("/services/edit", http.NewCrossOriginProtection().Handler(http.HandlerFunc(h.servicesForm)))
+	h.mux.HandleFunc("/login", h.login)
+	h.mux.Handle("/logout", h.pageAuth(roleMember, h.logout))
+	h.mux.HandleFunc("/setup", h.setup)
+	h.mux.Handle("/setup/account", h.wizardAuth(h.setupAccount))
+	h.mux.Handle("/setup/box", h.wizardAuth(h.setupBox))
+	h.mux.Handle("/setup/community", h.wizardAuth(h.setupCommunity))
+	h.mux.Handle("/setup/progress", getOnly(h.pageAuth(roleMember, h.setupProgress)))
+	h.mux.Handle("/{$}", getOnly(h.pageAuth(roleMember, h.dashboard)))
+	h.mux.Handle("/community", getOnly(h.pageAuth(roleMember, h.community)))
+	h.mux.Handle("/community/join", h.pageAuth(roleAdmin, h.communityJoin))
+	h.mux.Handle("/community/invite", h.pageAuth(roleAdmin, h.communityInvite))
+	h.mux.Handle("/services", getOnly(h.pageAuth(roleMember, h.servicesPage)))
+	h.mux.Handle("/services/edit", h.pageAuth(roleMember, h.servicesForm))
+	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
+	h.mux.Handle("/accounts/edit", h.pageAuth(roleMember, h.accountsEdit))
 	for _, p := range navItems {
 		if p.Soon {
-			h.mux.Handle(p.Path, getOnly(h.soon(p)))
+			h.mux.Handle(p.Path, getOnly(h.pageAuth(roleMember, h.soon(p))))
 		}
 	}
-	h.mux.HandleFunc("/", h.notFound)
+	h.mux.HandleFunc("/", h.optionalAuth(h.notFound))
+	// Every state-changing request from another web site is refused
+	// (Sec-Fetch-Site, Origin); sessions add their CSRF token on top.
+	h.root = http.NewCrossOriginProtection().Handler(h.mux)
 	return h, nil
 }
 
@@ -92,9 +120,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Content-Security-Policy", contentSecurityPolicy)
-	hd.Set("Referrer-Policy", "no-referrer")
+	// Not "no-referrer": under it browsers send "Origin: null" on the
+	// panel's own form posts, and over plain HTTP (no Sec-Fetch-Site)
+	// CrossOriginProtection then refuses them.
+	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
-	h.mux.ServeHTTP(w, r)
+	h.root.ServeHTTP(w, r)
 }
 
 // statusResponse is the body of GET /api/v1/status.
@@ -122,8 +153,16 @@ func (h *handler) uptime() time.Duration {
 	return max(h.cfg.now().Sub(h.cfg.started), 0)
 }
 
+// status answers GET /api/v1/status; without an account it leaves out the
+// components' details and errors, which name addresses and files.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.snapshot(r))
+	s := h.snapshot(r)
+	if _, ok := who(r); !ok {
+		for name, c := range s.Components {
+			s.Components[name] = ComponentStatus{OK: c.OK}
+		}
+	}
+	writeJSON(w, http.StatusOK, s)
 }
 
 func healthz(w http.ResponseWriter, r *http.Request) {

@@ -43,6 +43,7 @@ func newTestHandler(t *testing.T, name string) (*handler, *state.Node) {
 		t.Fatal(err)
 	}
 	h, err := newHandler(handlerConfig{
+		auth:    newTestAuth(t),
 		version: "v1.2.3",
 		board:   "testboard",
 		node:    node,
@@ -64,9 +65,7 @@ func newTestHandler(t *testing.T, name string) (*handler, *state.Node) {
 func do(t *testing.T, h http.Handler, method, target string, hdr ...string) *http.Response {
 	t.Helper()
 	req := httptest.NewRequest(method, target, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
+	setHeaders(req, hdr)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec.Result()
@@ -406,7 +405,7 @@ func TestSecurityHeaders(t *testing.T) {
 	want := map[string]string{
 		"X-Content-Type-Options":  "nosniff",
 		"Content-Security-Policy": "default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
-		"Referrer-Policy":         "no-referrer",
+		"Referrer-Policy":         "same-origin",
 		"X-Frame-Options":         "DENY",
 	}
 	for _, target := range []string{

@@ -47,9 +47,8 @@ func (h *handler) requestJoin(token string) (string, error) {
 
 // overlayJoin starts joining a community with an invitation, the API form
 // of --join: POST {"token": "cloudbox-invite:..."}. It answers 202 once the
-// token is checked; GET /api/v1/status tells how the join goes. Until the
-// panel has accounts (issue 9) anyone who reaches the panel of a box that
-// is not a member yet may make it join; a member refuses with 409.
+// token is checked; GET /api/v1/status tells how the join goes. Only
+// administrators may ask; a member refuses with 409.
 func (h *handler) overlayJoin(w http.ResponseWriter, r *http.Request) {
 	var req joinRequestBody
 	if !decodeJSONPost(w, r, maxJoinRequest, &req, `{"token": "cloudbox-invite:..."}`) {
@@ -75,7 +74,7 @@ func (h *handler) communityJoin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxJoinRequest)
 	token := r.PostFormValue("token")
 	if _, err := h.requestJoin(token); err != nil {
-		h.communityPage(w, joinStatus(err), err.Error(), token)
+		h.communityPage(w, r, joinStatus(err), communityForm{JoinError: err.Error(), Token: token})
 		return
 	}
 	http.Redirect(w, r, "/community", http.StatusSeeOther)

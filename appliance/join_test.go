@@ -13,9 +13,7 @@ func post(t *testing.T, h http.Handler, target, contentType, payload string, hdr
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(payload))
 	req.Header.Set("Content-Type", contentType)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
+	setHeaders(req, hdr)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec.Result()

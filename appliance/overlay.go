@@ -226,6 +226,8 @@ func (o *overlayService) prepareJoin() error {
 type joinRequest struct {
 	invite *membership.Invitation
 	chain  *membership.Membership
+	// founded, if not nil, is a community this box founded: no join.
+	founded *foundedCommunity
 }
 
 // issueJoin parses a join token and issues this box's membership with it.
@@ -322,10 +324,15 @@ func (o *overlayService) run(ctx context.Context) error {
 		// Not a member: wait for a join through the API. A refused one
 		// is reported and the box waits for another token.
 		for self == nil {
+			var req joinRequest
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-o.joins: // requestJoin set invite and chain
+			case req = <-o.joins: // requestJoin set invite and chain
+			}
+			if req.founded != nil { // found (the wizard) made the box a member
+				c, self = req.founded.community, req.founded.self
+				continue
 			}
 			var err error
 			c, self, snap, err = o.join(ctx)
@@ -618,8 +625,11 @@ func usableEndpoint(ip netip.Addr, exclude []netip.Prefix) bool {
 func (o *overlayService) communityPrefixes() []netip.Prefix {
 	c := o.community
 	o.mu.Lock()
-	if o.invite != nil {
+	switch {
+	case o.invite != nil:
 		c = o.invite.Community()
+	case o.running != nil: // founded at run time
+		c = o.running.community
 	}
 	o.mu.Unlock()
 	if !c.IPv4.IsValid() {

@@ -128,18 +128,9 @@ type revokeResponse struct {
 	} `json:"revoked"`
 }
 
-// overlayRevoke revokes a member. Until the panel has administrators, only
-// requests from this box itself (loopback) are allowed, and only with a JSON
-// body, which a cross-site form cannot send.
+// overlayRevoke revokes a member; only administrators may (see auth.go),
+// and only with a JSON body, which a cross-site form cannot send.
 func (h *handler) overlayRevoke(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost {
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().Unmap().IsLoopback() {
-			writeJSON(w, http.StatusForbidden, errorResponse{
-				Error: "revoking is allowed only from the box itself (loopback) for now; run the request on the box that holds the root key",
-			})
-			return
-		}
-	}
 	var req revokeRequest
 	if !decodeJSONPost(w, r, maxRevokeRequest, &req,
 		fmt.Sprintf(`{"node_id": "<node ID from GET /api/v1/overlay/peers>", "reason": "<at most %d bytes>"}`, maxRevokeReason)) {
@@ -203,12 +194,21 @@ type memberRow struct {
 }
 
 func (h *handler) community(w http.ResponseWriter, r *http.Request) {
-	h.communityPage(w, http.StatusOK, "", "")
+	h.communityPage(w, r, http.StatusOK, communityForm{})
 }
 
-// communityPage renders the community page; joinErr and token are the
-// error and the token of a join form that failed, "" otherwise.
-func (h *handler) communityPage(w http.ResponseWriter, code int, joinErr, token string) {
+// communityForm is what the community page shows after one of its forms.
+type communityForm struct {
+	// JoinError and Token are the error and the token of a join form
+	// that failed.
+	JoinError, Token string
+	// InviteName, InviteError and Invitation are the invitation form's
+	// name, error and the invitation it created.
+	InviteName, InviteError, Invitation string
+}
+
+// communityPage renders the community page with the outcome of a form.
+func (h *handler) communityPage(w http.ResponseWriter, r *http.Request, code int, form communityForm) {
 	v := h.overlayView()
 	now := h.cfg.now()
 	var rows []memberRow
@@ -241,11 +241,10 @@ func (h *handler) communityPage(w http.ResponseWriter, code int, joinErr, token 
 	}
 	h.render(w, code, h.panel.community, struct {
 		pageData
-		Overlay   overlayView
-		Members   []memberRow
-		JoinError string
-		Token     string
-	}{h.page("Community", "/community"), v, rows, joinErr, token})
+		communityForm
+		Overlay overlayView
+		Members []memberRow
+	}{h.pageFor(r, "Community", "/community"), form, v, rows})
 }
 
 // formatBytes renders n with a binary unit, e.g. "512 B", "1.5 KiB".

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -47,6 +48,7 @@ var navItems = []navItem{
 		Blurb: "Signed software updates, passed from box to box."},
 	{Path: "/settings", Label: "Settings", Soon: true,
 		Blurb: "The name, network and storage of this box."},
+	{Path: "/accounts", Label: "Accounts"},
 }
 
 // panel renders the server-side HTML pages.
@@ -56,6 +58,11 @@ type panel struct {
 	services  *template.Template
 	soon      *template.Template
 	notFound  *template.Template
+	login     *template.Template
+	message   *template.Template
+	setup     *template.Template
+	progress  *template.Template
+	accounts  *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -88,31 +95,65 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	if p.soon, err = page("soon.html"); err != nil {
 		return nil, err
 	}
-	if p.notFound, err = page("notfound.html"); err != nil {
-		return nil, err
+	for _, t := range []struct {
+		dst  **template.Template
+		name string
+	}{
+		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
+		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
+	} {
+		if *t.dst, err = page(t.name); err != nil {
+			return nil, err
+		}
 	}
 	return &p, nil
 }
 
 // pageData is what every page's layout needs.
 type pageData struct {
-	Title    string
-	Active   string // Path of the current nav item, "" for none
+	Title  string
+	Active string // Path of the current nav item, "" for none
+	// Nav is nil for people who are not logged in, and in the wizard.
 	Nav      []navItem
 	NodeName string
 	Version  string
 	Board    string
+	// User is the account logged in, "" for none; Admin if it is one.
+	User  string
+	Admin bool
+	// CSRF is the session's token that every form carries.
+	CSRF string
+	// Refresh makes the page reload itself every few seconds.
+	Refresh bool
 }
 
-func (h *handler) page(title, active string) pageData {
-	return pageData{
+// pageFor returns the layout's data for a page answering r.
+func (h *handler) pageFor(r *http.Request, title, active string) pageData {
+	d := pageData{
 		Title:    title,
 		Active:   active,
-		Nav:      navItems,
-		NodeName: h.cfg.node.Name,
+		NodeName: h.boxName(),
 		Version:  h.cfg.version,
 		Board:    h.cfg.board,
 	}
+	if p, ok := who(r); ok {
+		d.User, d.Admin = p.account, p.role == roleAdmin
+		if p.session != nil {
+			d.CSRF = p.session.csrf
+		}
+		if !p.wizard {
+			d.Nav = navItems
+		}
+	}
+	return d
+}
+
+// boxName is the name the wizard gave the box, else the node's name.
+func (h *handler) boxName() string {
+	if b := h.cfg.auth.accounts.box(); b.Name != "" {
+		return b.Name
+	}
+	return h.cfg.node.Name
 }
 
 type namedStatus struct {
@@ -126,19 +167,49 @@ func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {
 	for _, name := range slices.Sorted(maps.Keys(s.Components)) {
 		comps = append(comps, namedStatus{name, s.Components[name]})
 	}
+	root := cmp.Or(h.cfg.sysRoot, "/")
+	si := readSysInfo(root, h.cfg.stateDir)
+	v := h.overlayView()
+	health := healthView{Sys: si, Running: v.Running, Members: len(v.Members), Peers: max(len(v.Members)-1, 0), Community: v.Community}
+	if si.HasMem {
+		health.MemUsed = percent(si.MemTotal-si.MemAvailable, si.MemTotal)
+		health.MemTotal = formatBytes(si.MemTotal)
+	}
+	if si.HasDisk {
+		health.DiskFree, health.DiskTotal = formatBytes(si.DiskFree), formatBytes(si.DiskTotal)
+		health.DiskUsed = percent(si.DiskTotal-si.DiskFree, si.DiskTotal)
+	}
+	if si.HasUptime {
+		health.BootUptime = formatUptime(si.BootUptime)
+	}
 	h.render(w, http.StatusOK, h.panel.dashboard, struct {
 		pageData
 		Status     statusResponse
 		Uptime     string
 		Created    time.Time
 		Components []namedStatus
+		Health     healthView
+		Location   string
 	}{
-		pageData:   h.page("Overview", "/"),
+		pageData:   h.pageFor(r, "Overview", "/"),
 		Status:     s,
 		Uptime:     formatUptime(time.Duration(s.UptimeS) * time.Second),
 		Created:    h.cfg.node.Created,
 		Components: comps,
+		Health:     health,
+		Location:   h.cfg.auth.accounts.box().Location,
 	})
+}
+
+// healthView is the dashboard's health section.
+type healthView struct {
+	Sys                           sysInfo
+	MemUsed, MemTotal             string
+	DiskFree, DiskTotal, DiskUsed string
+	BootUptime                    string
+	Running                       bool
+	Members, Peers                int
+	Community                     string
 }
 
 func (h *handler) soon(item navItem) http.HandlerFunc {
@@ -146,7 +217,7 @@ func (h *handler) soon(item navItem) http.HandlerFunc {
 		h.render(w, http.StatusOK, h.panel.soon, struct {
 			pageData
 			Item navItem
-		}{h.page(item.Label, item.Path), item})
+		}{h.pageFor(r, item.Label, item.Path), item})
 	}
 }
 
@@ -154,7 +225,7 @@ func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
 	h.render(w, http.StatusNotFound, h.panel.notFound, struct {
 		pageData
 		Path string
-	}{h.page("Not found", ""), r.URL.Path})
+	}{h.pageFor(r, "Not found", ""), r.URL.Path})
 }
 
 // render executes t into a buffer first, so that a template error becomes a

@@ -56,6 +56,12 @@ func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	t.Helper()
 	cfg.DNS = testDNS(cfg.DNS)
 	cfg.MDNS.Disabled = true // no multicast on the host's LAN
+	if cfg.AdminTokenFile == "" {
+		cfg.AdminTokenFile = filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(cfg.AdminTokenFile, []byte(testAdminToken), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
 	return func() error {
@@ -108,7 +114,14 @@ func TestRun(t *testing.T) {
 
 	tr := &http.Transport{}
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + ln.Addr().String() + "/api/v1/status")
+	var public statusResponse
+	if code := getJSON(t, client, "http://"+ln.Addr().String()+"/api/v1/status", "", &public); code != http.StatusOK {
+		t.Fatalf("GET status without a token = %d", code)
+	}
+	if ov := public.Components["overlay"]; ov.OK || ov.Detail != nil || ov.Error != "" || public.NodeName != "box-run" {
+		t.Errorf("public status = %+v, want node_name and components without detail or error", public)
+	}
+	resp, err := authedGet(client, "http://"+ln.Addr().String()+"/api/v1/status")
 	if err != nil {
 		t.Fatalf("GET status: %v", err)
 	}

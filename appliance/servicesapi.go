@@ -103,9 +103,8 @@ func servicesFilter(q url.Values) (services.Filter, error) {
 // apiServices serves /api/v1/services: GET lists the community's services
 // (filters ?type=_http._tcp&box=NAME&health=healthy), POST publishes a
 // service of this box ({"instance", "type", "port", "txt", "description",
-// "addr"}), DELETE ?type=..&instance=.. removes one. Until the panel has
-// accounts (issue 9), anyone who reaches the API may publish; the JSON
-// body and DELETE keep other web sites out (CORS preflight).
+// "addr"}), DELETE ?type=..&instance=.. removes one. Members and
+// administrators may publish and remove (see auth.go).
 func (h *handler) apiServices(w http.ResponseWriter, r *http.Request) {
 	var cat *services.Catalog
 	if h.cfg.catalog != nil {
@@ -216,10 +215,10 @@ type serviceRow struct {
 // description, host, address, port and a link to open it; and a form to
 // publish a service of this box.
 func (h *handler) servicesPage(w http.ResponseWriter, r *http.Request) {
-	h.renderServices(w, http.StatusOK, "", ServiceInfo{})
+	h.renderServices(w, r, http.StatusOK, "", ServiceInfo{})
 }
 
-func (h *handler) renderServices(w http.ResponseWriter, code int, formErr string, form ServiceInfo) {
+func (h *handler) renderServices(w http.ResponseWriter, r *http.Request, code int, formErr string, form ServiceInfo) {
 	var cat *services.Catalog
 	if h.cfg.catalog != nil {
 		cat = h.cfg.catalog.current()
@@ -242,7 +241,7 @@ func (h *handler) renderServices(w http.ResponseWriter, code int, formErr string
 		FormErr  string
 		Form     ServiceInfo
 		FormPort string
-	}{h.page("Services", "/services"), cat != nil, rows, formErr, form, port})
+	}{h.pageFor(r, "Services", "/services"), cat != nil, rows, formErr, form, port})
 }
 
 // servicesForm handles the publish and remove forms of the services page.
@@ -259,7 +258,7 @@ func (h *handler) servicesForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.PostFormValue("action") == "remove" {
 		if err := unpublish(cat, r.PostFormValue("type"), r.PostFormValue("instance")); err != nil {
-			h.renderServices(w, publishStatus(err), err.Error(), ServiceInfo{})
+			h.renderServices(w, r, publishStatus(err), err.Error(), ServiceInfo{})
 			return
 		}
 		http.Redirect(w, r, "/services", http.StatusSeeOther)
@@ -271,7 +270,7 @@ func (h *handler) servicesForm(w http.ResponseWriter, r *http.Request) {
 	}
 	port, err := strconv.ParseUint(strings.TrimSpace(r.PostFormValue("port")), 10, 16)
 	if err != nil || port == 0 {
-		h.renderServices(w, http.StatusBadRequest, "port: give a number from 1 to 65535", form)
+		h.renderServices(w, r, http.StatusBadRequest, "port: give a number from 1 to 65535", form)
 		return
 	}
 	form.Port = uint16(port)
@@ -283,7 +282,7 @@ func (h *handler) servicesForm(w http.ResponseWriter, r *http.Request) {
 		err = publish(cat, svc)
 	}
 	if err != nil {
-		h.renderServices(w, publishStatus(err), err.Error(), form)
+		h.renderServices(w, r, publishStatus(err), err.Error(), form)
 		return
 	}
 	http.Redirect(w, r, "/services", http.StatusSeeOther)

@@ -28,6 +28,7 @@ need=(
   "qemu-mipsel-static:qemu-user-static" # router targets' unit tests (make test-router)
   "busybox:busybox"                 # OpenWrt maintainer scripts in a chroot (image/openwrt)
   "chroot:coreutils"
+  "chromium:chromium"               # the panel's browser tests (headless, CDP over a pipe)
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"

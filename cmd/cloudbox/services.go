@@ -22,7 +22,8 @@ import (
 const servicesUsage = `usage:
   cloudbox services [--box-url URL] [--type T] [--box B] [--health healthy|unhealthy] [--json]
   cloudbox services publish [--box-url URL] --instance NAME --type T --port N [--description D] [--addr IP] [--txt k=v ...]
-  cloudbox services remove [--box-url URL] --instance NAME --type T`
+  cloudbox services remove [--box-url URL] --instance NAME --type T
+The API token (Accounts page of the box's panel) is read from $CLOUDBOX_TOKEN.`
 
 // runServices lists the community's services as a box sees them, or
 // publishes or removes a service of that box, through its API.
@@ -142,6 +143,10 @@ func printServices(w io.Writer, list []appliance.ServiceInfo) error {
 	return tw.Flush()
 }
 
+// tokenEnv names the environment variable with the API token that call
+// sends (created on the box's Accounts page).
+const tokenEnv = "CLOUDBOX_TOKEN"
+
 // call does one API request and returns the body of a 2xx answer; other
 // answers become the API's error message.
 func call(ctx context.Context, method, target string, body []byte) ([]byte, error) {
@@ -151,6 +156,9 @@ func call(ctx context.Context, method, target string, body []byte) ([]byte, erro
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if tok := os.Getenv(tokenEnv); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

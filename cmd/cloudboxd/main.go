@@ -16,6 +16,10 @@
 // speaks mDNS: <name>.local, its services and the community's, and it
 // publishes LAN services of the --mdns-browse types to the community.
 //
+// A fresh box serves only its setup wizard, which asks for the one-time
+// setup code that cloudboxd logs at start and writes to --setup-code-file;
+// --api-token-file names an administrator's API token for automation.
+//
 // It runs until SIGTERM or SIGINT, then shuts down and exits 0. It exits 1
 // when it cannot start or serve (gokrazy then restarts it), including a join
 // token that is invalid, expired or refused, and 2 on a usage error. Logs go
@@ -59,6 +63,10 @@ func main() {
 			"LAN `INTERFACE` for mDNS (the box's name and the community's services), \"auto\" for the first LAN interface, or \"off\"")
 		mdnsBrowse = flag.String("mdns-browse", "",
 			"comma-separated service `TYPES` found on the LAN by mDNS to publish to the community, e.g. _ipp._tcp")
+		setupCode = flag.String("setup-code-file", "",
+			"`FILE` the first-boot wizard's setup code is written to (default: setup-code.txt in --state-dir)")
+		tokenFile = flag.String("api-token-file", "",
+			"`FILE` holding an API token (32+ characters) accepted as an administrator's, for automation")
 		version = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -86,6 +94,9 @@ func main() {
 		Name:     *name,
 		Board:    *board,
 		Logger:   logger,
+
+		SetupCodeFile:  *setupCode,
+		AdminTokenFile: *tokenFile,
 		Overlay: appliance.OverlayConfig{
 			ListenPort:    uint16(*overlayPort),
 			InterfaceName: *overlayIf,

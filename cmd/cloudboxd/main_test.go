@@ -110,6 +110,10 @@ type daemon struct {
 
 var listeningRE = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
 
+// testToken is the administrator's API token every test daemon accepts
+// (--api-token-file); get sends it.
+const testToken = "cloudboxd-test-token-0123456789abcdef"
+
 // start runs cloudboxd with args and waits until it listens. The process is
 // killed at the end of the test if it is still running.
 func start(t *testing.T, args ...string) *daemon {
@@ -121,8 +125,13 @@ func start(t *testing.T, args ...string) *daemon {
 
 func startNoWait(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "api-token")
+	if err := os.WriteFile(tokenFile, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d := &daemon{
-		cmd:    exec.Command(binary, append([]string{"--http", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--mdns", "off"}, args...)...),
+		cmd: exec.Command(binary, append([]string{"--http", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--mdns", "off",
+			"--api-token-file", tokenFile}, args...)...),
 		log:    newLogBuffer(),
 		exited: make(chan struct{}),
 	}
@@ -182,8 +191,23 @@ type status struct {
 
 func (d *daemon) get(t *testing.T, path string) (*http.Response, []byte) {
 	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get("http://" + d.addr + path)
+	return d.getAs(t, path, testToken)
+}
+
+// getAs sends GET path with the bearer token ("" for none), without
+// following redirects.
+func (d *daemon) getAs(t *testing.T, path, token string) (*http.Response, []byte) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequest(http.MethodGet, "http://"+d.addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -251,6 +275,19 @@ func TestFirstStart(t *testing.T) {
 	}
 	if resp, b := d.get(t, "/healthz"); resp.StatusCode != http.StatusOK || string(b) != "ok\n" {
 		t.Errorf("GET /healthz = %d %q, want 200 ok", resp.StatusCode, b)
+	}
+	// A fresh box sends browsers to its wizard and refuses the API
+	// without a token; its setup code is in the log and in a file.
+	if resp, _ := d.getAs(t, "/", ""); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/setup" {
+		t.Errorf("anonymous GET / = %d %s, want a redirect to /setup", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := d.getAs(t, "/metrics", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("anonymous GET /metrics = %d, want 401", resp.StatusCode)
+	}
+	code := regexp.MustCompile(`setup_code=([A-Z2-9-]{14}) `).FindStringSubmatch(d.log.String())
+	file, err := os.ReadFile(filepath.Join(dir, "setup-code.txt"))
+	if code == nil || err != nil || !strings.Contains(string(file), code[1]) {
+		t.Errorf("setup code in the log %q and setup-code.txt %q (%v) differ", code, file, err)
 	}
 	d.stop(t)
 }

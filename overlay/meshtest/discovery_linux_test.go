@@ -66,7 +66,7 @@ func checkCatalog(t *testing.T, boxes []*box, addrs map[string][2]string) {
 	t.Helper()
 	published := time.Now()
 	// The first box publishes with the CLI, the others through the API.
-	out, err := boxes[0].ns.Try(boxes[0].bin.cli, "services", "publish", "--box-url", "http://"+apiAddr,
+	out, err := boxes[0].ns.Try("env", "CLOUDBOX_TOKEN="+apiToken, boxes[0].bin.cli, "services", "publish", "--box-url", "http://"+apiAddr,
 		"--instance", "members of "+boxes[0].name, "--type", "_http._tcp", "--port", "51820", "--txt", "path=/")
 	if err != nil || !strings.Contains(out, "published") {
 		t.Fatalf("cloudbox services publish on %s: %v\n%s", boxes[0].name, err, out)
@@ -109,7 +109,7 @@ func checkCatalog(t *testing.T, boxes []*box, addrs map[string][2]string) {
 	})
 	t.Logf("a service published on each of %d boxes is listed, healthy, by all after %v", len(boxes), took.Round(10*time.Millisecond))
 	last := boxes[len(boxes)-1]
-	out, err = boxes[0].ns.Try(boxes[0].bin.cli, "services", "--box-url", "http://"+apiAddr, "--type", "_http._tcp")
+	out, err = boxes[0].ns.Try("env", "CLOUDBOX_TOKEN="+apiToken, boxes[0].bin.cli, "services", "--box-url", "http://"+apiAddr, "--type", "_http._tcp")
 	if err != nil || !strings.Contains(out, "members of "+last.name) || !strings.Contains(out, addrs[last.name][0]) ||
 		!strings.Contains(out, "http://"+addrs[boxes[0].name][0]+":51820/") {
 		t.Errorf("cloudbox services on %s: %v\n%s", boxes[0].name, err, out)

@@ -134,6 +134,19 @@ type daemon struct {
 // POST /api/v1/overlay/revoke requires.
 const apiAddr = "127.0.0.1:8080"
 
+// apiToken is the administrator's API token of every daemon
+// (--api-token-file); the boxes' clients and the CLI send it.
+const apiToken = "meshtest-api-token-0123456789abcdef"
+
+// bearer adds apiToken to every request.
+type bearer struct{ rt http.RoundTripper }
+
+func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	return b.rt.RoundTrip(req)
+}
+
 // prepare checks the tools, builds the binaries and returns them with a
 // new switch.
 func prepare(t *testing.T) (binaries, *netnstest.NS) {
@@ -167,7 +180,7 @@ func newBoxIn(t *testing.T, bin binaries, ns *netnstest.NS, name string, addr ne
 	b := &box{name: name, ns: ns, addr: addr, dir: filepath.Join(t.TempDir(), name), bin: bin}
 	b.client = &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: &http.Transport{DialContext: nsDialer("/run/netns/" + b.ns.Name), DisableKeepAlives: true},
+		Transport: bearer{&http.Transport{DialContext: nsDialer("/run/netns/" + b.ns.Name), DisableKeepAlives: true}},
 	}
 	return b
 }
@@ -241,7 +254,11 @@ func (b *box) start(t *testing.T, args ...string) {
 // startNoWait runs cloudboxd with state directory dir and returns at once.
 func (b *box) startNoWait(t *testing.T, dir string, args ...string) *daemon {
 	t.Helper()
-	all := append([]string{b.bin.daemon, "--state-dir", dir, "--name", b.name, "--http", apiAddr}, args...)
+	tokenFile := filepath.Join(t.TempDir(), "api-token")
+	if err := os.WriteFile(tokenFile, []byte(apiToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	all := append([]string{b.bin.daemon, "--state-dir", dir, "--name", b.name, "--http", apiAddr, "--api-token-file", tokenFile}, args...)
 	d := &daemon{cmd: b.ns.Command(context.Background(), all...), log: new(netnstest.Buffer), exited: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// The daemon dies with the test process, whatever happens.

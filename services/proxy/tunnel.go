@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tunnel relays bytes between the client connection cc and dst in both
+// directions until both are done, an error or the idle timeout ends it,
+// or Run stops. It returns the bytes relayed up and down. The caller closes
+// both connections.
+//
+// Between two TCP connections the copy is io.CopyN of one chunk at a time,
+// which the runtime turns into splice(2): no user-space buffer, so an idle
+// tunnel costs two parked goroutines and no buffer memory. Each chunk is
+// charged to the user, which also makes the rate limit work.
+func (p *Proxy) tunnel(cc *clientConn, dst net.Conn, u *user) (upN, downN int64) {
+	p.tunnels.Add(1)
+	p.tunnelsActive.Add(1)
+	defer p.tunnelsActive.Add(-1)
+	src := net.Conn(cc.Conn)
+	if cc.tcp != nil {
+		src = cc.tcp
+	}
+	t := &pipe{p: p, u: u, done: cc.done}
+	t.last.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	wg.Go(func() { downN = t.copy(src, dst, down) })
+	upN = t.copy(dst, src, up)
+	wg.Wait()
+	return upN, downN
+}
+
+// pipe is the state the two directions of a tunnel share.
+type pipe struct {
+	p    *Proxy
+	u    *user
+	done <-chan struct{}
+	last atomic.Int64 // UnixNano of the last bytes in either direction
+}
+
+// chunk returns how many bytes one copy step may move: small enough for
+// the rate limit to be smooth, large enough to be cheap.
+func (t *pipe) chunk() int64 {
+	const most = 256 << 10
+	if r := t.p.cfg.UserRate; r > 0 {
+		return min(most, max(r/16, 4<<10))
+	}
+	return most
+}
+
+// copy moves bytes from src to dst in direction d until src ends (then it
+// half-closes dst), an error, or both directions idle for
+// TunnelIdleTimeout. On anything but a clean end it closes both.
+func (t *pipe) copy(dst, src net.Conn, d direction) int64 {
+	idle := t.p.cfg.TunnelIdleTimeout
+	chunk := t.chunk()
+	var total int64
+	abort := func() {
+		src.Close()
+		dst.Close()
+	}
+	for {
+		src.SetReadDeadline(time.Now().Add(idle))
+		n, err := copyChunk(dst, src, chunk)
+		total += n
+		if n > 0 {
+			t.last.Store(time.Now().UnixNano())
+			wait, qerr := t.p.account(t.u, d, int(n))
+			if qerr != nil || !pause(wait, t.done) {
+				abort()
+				return total
+			}
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF):
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				return total
+			}
+			abort()
+			return total
+		case errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, t.last.Load())) < idle:
+			continue // the other direction is busy
+		default:
+			abort()
+			return total
+		}
+	}
+}
+
+// copyChunk copies up to n bytes; it returns io.EOF when src ended first.
+// Between TCP connections io.CopyN splices; otherwise it copies through a
+// pooled buffer.
+func copyChunk(dst, src net.Conn, n int64) (int64, error) {
+	if _, ok := dst.(*net.TCPConn); ok {
+		if _, ok := src.(*net.TCPConn); ok {
+			return io.CopyN(dst, src, n)
+		}
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	w, err := io.CopyBuffer(onlyWriter{dst}, &io.LimitedReader{R: src, N: n}, *bp)
+	if err == nil && w < n {
+		err = io.EOF
+	}
+	return w, err
+}
+
+// onlyWriter hides a ReaderFrom, so that io.CopyBuffer uses the buffer.
+type onlyWriter struct{ io.Writer }
