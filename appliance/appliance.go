@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/appliance/state"
 	"github.com/cloudbox/cloudbox/internal/buildinfo"
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 	"github.com/cloudbox/cloudbox/services"
 )
 
@@ -218,15 +219,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return fmt.Errorf("listening for http: %w", err)
 		}
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          newErrorLog(logger),
-	}
+	srv := newHTTPServer(h, logger)
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service { return builtinServices(node.Name, ln.Addr(), dns) })
 
@@ -289,6 +282,21 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newHTTPServer returns the server of the panel, API or roster service:
+// net/http's, or in the router profile the smaller one of
+// internal/plainhttp, with the daemon's timeouts and limits.
+func newHTTPServer(h http.Handler, logger *slog.Logger) plainhttp.HTTPServer {
+	return plainhttp.NewServer(plainhttp.ServerConfig{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          newErrorLog(logger),
+	})
 }
 
 // newErrorLog adapts http.Server's error log (TLS handshake failures,

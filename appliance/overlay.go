@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/appliance/state"
 	"github.com/cloudbox/cloudbox/dnsproxy"
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 	"github.com/cloudbox/cloudbox/overlay"
 	"github.com/cloudbox/cloudbox/overlay/membership"
 	"github.com/cloudbox/cloudbox/overlay/roster"
@@ -390,9 +391,8 @@ func (o *overlayService) join(ctx context.Context) (membership.Community, *membe
 	for _, ep := range invite.Bootstrap() {
 		bootstrap = append(bootstrap, "http://"+ep.String())
 	}
-	tr := &http.Transport{DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: roster.DefaultJoinTimeout}
+	client := plainhttp.NewClient(plainhttp.ClientConfig{DisableKeepAlives: true, Timeout: roster.DefaultJoinTimeout})
+	defer client.CloseIdleConnections()
 	name := chain.Certificate.Name
 	backoff := minJoinBackoff
 	for {
@@ -457,17 +457,8 @@ func (o *overlayService) serve(ctx context.Context, c membership.Community, r *r
 	if err != nil {
 		return fmt.Errorf("listening for the roster service: %w (--overlay-port picks another port)", err)
 	}
-	srv := &http.Server{
-		Handler:           rosterHandler(r, o.catalog.handler(), []netip.Addr{ipv4.Addr(), ipv6.Addr()}, []netip.Prefix{c.IPv4, c.IPv6()}),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          newErrorLog(o.log),
-	}
-	fetchTransport := &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}
-	fetchClient := &http.Client{Transport: fetchTransport}
+	srv := newHTTPServer(rosterHandler(r, o.catalog.handler(), []netip.Addr{ipv4.Addr(), ipv6.Addr()}, []netip.Prefix{c.IPv4, c.IPv6()}), o.log)
+	fetchClient := plainhttp.NewClient(plainhttp.ClientConfig{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute})
 	port := o.cfg.ListenPort
 	fetch := func(ctx context.Context, p roster.Peer) (*roster.Snapshot, error) {
 		return roster.Fetch(ctx, fetchClient, "http://"+netip.AddrPortFrom(p.IPv6, port).String())
@@ -509,7 +500,7 @@ func (o *overlayService) serve(ctx context.Context, c membership.Community, r *r
 	}
 	scancel()
 	wg.Wait()
-	fetchTransport.CloseIdleConnections()
+	fetchClient.CloseIdleConnections()
 	o.mu.Lock()
 	o.running = nil
 	o.changed.Notify()

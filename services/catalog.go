@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 	"github.com/cloudbox/cloudbox/internal/xeddsa"
 )
 
@@ -138,9 +139,9 @@ type Catalog struct {
 	epoch     uint64
 	statePath string
 	roster    *rosterCache
-	announce  chan struct{} // capacity 1: the own summary changed
-	pullq     chan string   // node IDs that may need a pull
-	client    *http.Client  // of the default Fetch; idle connections closed when Run returns
+	announce  chan struct{}        // capacity 1: the own summary changed
+	pullq     chan string          // node IDs that may need a pull
+	client    plainhttp.HTTPClient // of the default Fetch; idle connections closed when Run returns
 	running   atomic.Bool
 
 	mu      sync.Mutex // guards the following; never held while calling memberlist
@@ -243,7 +244,7 @@ func New(cfg Config) (*Catalog, error) {
 		health:   make(map[string]bool),
 		peers:    make(map[string]*peer),
 		changed:  make(chan struct{}),
-		client:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}},
+		client:   plainhttp.NewClient(plainhttp.ClientConfig{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}),
 		stats:    stats{rejected: make(map[rejectReason]uint64)},
 	}
 	if cfg.Fetch == nil {

@@ -16,9 +16,15 @@ import (
 	"github.com/cloudbox/cloudbox/overlay/membership"
 )
 
-// DefaultJoinTimeout bounds one join attempt when the http.Client has no
-// Timeout.
+// DefaultJoinTimeout bounds one join attempt.
 const DefaultJoinTimeout = 15 * time.Second
+
+// Doer sends HTTP requests for Join and Fetch: an *http.Client, or the
+// plain HTTP client of the router profile (which has no net/http client,
+// see internal/plainhttp). Required: nil is an error.
+type Doer interface {
+	Do(req *http.Request) (*http.Response, error)
+}
 
 // maxErrorBody bounds the JSON error body read from a member.
 const maxErrorBody = 4 << 10
@@ -80,13 +86,13 @@ func (e bootstrapErrors) Unwrap() []error { return e }
 // snapshot of the first member that accepts: pass it to Apply of the
 // roster this box creates next.
 //
-// Each attempt is bounded by client.Timeout, or DefaultJoinTimeout if that
-// is zero; a nil client means http.DefaultClient. A network error, a 429 or
+// Each attempt is bounded by DefaultJoinTimeout (and by the client's own
+// timeout, if it has one). A network error, a 429 or
 // a 5xx moves on to the next bootstrap; a refusal that every member would
 // repeat (400, 403, 409, 413) stops. The error names every bootstrap that
 // failed and why, and wraps the StatusError of a refusal: test with
 // errors.Is for ErrRefused, membership.ErrInviteUsed or ErrRateLimited.
-func Join(ctx context.Context, client *http.Client, bootstrap []string, chain *membership.Membership, endpoints []netip.AddrPort) (*Snapshot, error) {
+func Join(ctx context.Context, client Doer, bootstrap []string, chain *membership.Membership, endpoints []netip.AddrPort) (*Snapshot, error) {
 	if len(bootstrap) == 0 {
 		return nil, fmt.Errorf("joining: %w", ErrNoBootstrap)
 	}
@@ -95,15 +101,11 @@ func Join(ctx context.Context, client *http.Client, bootstrap []string, chain *m
 		return nil, fmt.Errorf("joining: %w", err)
 	}
 	if client == nil {
-		client = http.DefaultClient
-	}
-	timeout := client.Timeout
-	if timeout == 0 {
-		timeout = DefaultJoinTimeout
+		return nil, errors.New("joining: no HTTP client")
 	}
 	var errs bootstrapErrors
 	for _, base := range bootstrap {
-		s, err := joinOne(ctx, client, timeout, base, body, chain.Certificate.CommunityID)
+		s, err := joinOne(ctx, client, DefaultJoinTimeout, base, body, chain.Certificate.CommunityID)
 		if err == nil {
 			return s, nil
 		}
@@ -116,7 +118,7 @@ func Join(ctx context.Context, client *http.Client, bootstrap []string, chain *m
 	return nil, fmt.Errorf("joining through %d of %d bootstraps failed: %w", len(errs), len(bootstrap), errs)
 }
 
-func joinOne(ctx context.Context, client *http.Client, timeout time.Duration, base string, body []byte, id membership.CommunityID) (*Snapshot, error) {
+func joinOne(ctx context.Context, client Doer, timeout time.Duration, base string, body []byte, id membership.CommunityID) (*Snapshot, error) {
 	u, err := endpointURL(base, JoinPath)
 	if err != nil {
 		return nil, err
@@ -140,9 +142,9 @@ func joinOne(ctx context.Context, client *http.Client, timeout time.Duration, ba
 
 // Fetch gets the snapshot of the member at baseURL (GET SnapshotPath). The
 // daemon's fetch function for Run calls it with the member's overlay
-// address, such as "http://[fd12:3456:789a::1]:8080". A nil client means
-// http.DefaultClient; ctx bounds the request.
-func Fetch(ctx context.Context, client *http.Client, baseURL string) (*Snapshot, error) {
+// address, such as "http://[fd12:3456:789a::1]:8080". ctx bounds the
+// request.
+func Fetch(ctx context.Context, client Doer, baseURL string) (*Snapshot, error) {
 	s, err := fetch(ctx, client, baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("fetching snapshot from %s: %w", baseURL, err)
@@ -150,13 +152,13 @@ func Fetch(ctx context.Context, client *http.Client, baseURL string) (*Snapshot,
 	return s, nil
 }
 
-func fetch(ctx context.Context, client *http.Client, baseURL string) (*Snapshot, error) {
+func fetch(ctx context.Context, client Doer, baseURL string) (*Snapshot, error) {
 	u, err := endpointURL(baseURL, SnapshotPath)
 	if err != nil {
 		return nil, err
 	}
 	if client == nil {
-		client = http.DefaultClient
+		return nil, errors.New("no HTTP client")
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -175,7 +177,7 @@ func endpointURL(base, path string) (string, error) {
 }
 
 // do sends req and decodes the snapshot it answers with.
-func do(client *http.Client, req *http.Request) (*Snapshot, error) {
+func do(client Doer, req *http.Request) (*Snapshot, error) {
 	req.Header.Set("Accept", snapshotType+", application/json")
 	resp, err := client.Do(req)
 	if err != nil {

@@ -97,7 +97,7 @@ func TestJoinHTTP(t *testing.T) {
 	chainB := f.issue(invB, keyB, t0, 0)
 
 	t.Run("join", func(t *testing.T) {
-		s, err := Join(t.Context(), nil, []string{a.srv.URL}, chainB, []netip.AddrPort{ep2})
+		s, err := Join(t.Context(), http.DefaultClient, []string{a.srv.URL}, chainB, []netip.AddrPort{ep2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,12 +127,12 @@ func TestJoinHTTP(t *testing.T) {
 		}
 	})
 	t.Run("same key again", func(t *testing.T) {
-		if _, err := Join(t.Context(), nil, []string{a.srv.URL}, chainB, nil); err != nil {
+		if _, err := Join(t.Context(), http.DefaultClient, []string{a.srv.URL}, chainB, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("invitation used by another node key", func(t *testing.T) {
-		_, err := Join(t.Context(), nil, []string{a.srv.URL}, f.issue(invB, keyD, t0, 0), nil)
+		_, err := Join(t.Context(), http.DefaultClient, []string{a.srv.URL}, f.issue(invB, keyD, t0, 0), nil)
 		var se *StatusError
 		if !errors.As(err, &se) || se.StatusCode != http.StatusConflict || !errors.Is(err, membership.ErrInviteUsed) {
 			t.Fatalf("Join = %v, want a 409 StatusError wrapping ErrInviteUsed", err)
@@ -146,7 +146,7 @@ func TestJoinHTTP(t *testing.T) {
 		chain := f.issue(f.invite("late", exp), nodeKey(t, 0xe), t0, 0)
 		a.clk.Advance(2 * time.Hour)
 		defer a.clk.Advance(-2 * time.Hour)
-		_, err := Join(t.Context(), nil, []string{a.srv.URL}, chain, nil)
+		_, err := Join(t.Context(), http.DefaultClient, []string{a.srv.URL}, chain, nil)
 		var se *StatusError
 		if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || !errors.Is(err, ErrRefused) {
 			t.Fatalf("Join = %v, want a 403 StatusError wrapping ErrRefused", err)
@@ -160,7 +160,7 @@ func TestJoinHTTP(t *testing.T) {
 		if err := a.r.Revoke(membership.RevokeInviteEntry(inv.Delegation().InviteID, "token leaked")); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Join(t.Context(), nil, []string{a.srv.URL}, f.issue(inv, nodeKey(t, 0xf), t0, 0), nil)
+		_, err := Join(t.Context(), http.DefaultClient, []string{a.srv.URL}, f.issue(inv, nodeKey(t, 0xf), t0, 0), nil)
 		var se *StatusError
 		if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || !strings.Contains(se.Message, "revoked") {
 			t.Fatalf("Join = %v, want a 403 saying revoked", err)
@@ -223,7 +223,7 @@ func TestJoinHTTP(t *testing.T) {
 		jsonError(t, h, b)
 	})
 	t.Run("snapshot", func(t *testing.T) {
-		s, err := Fetch(t.Context(), nil, a.srv.URL)
+		s, err := Fetch(t.Context(), http.DefaultClient, a.srv.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,11 +262,11 @@ func TestJoinRateLimit(t *testing.T) {
 		t.Errorf("after a minute: status %d, want 400", status)
 	}
 	// The snapshot is not rate-limited.
-	if _, err := Fetch(t.Context(), nil, a.srv.URL); err != nil {
+	if _, err := Fetch(t.Context(), http.DefaultClient, a.srv.URL); err != nil {
 		t.Error(err)
 	}
 	// Join turns 429 into ErrRateLimited.
-	_, err := Join(t.Context(), nil, []string{a.srv.URL}, f.member("b", nodeKey(t, 0xb), t0, 0), nil)
+	_, err := Join(t.Context(), http.DefaultClient, []string{a.srv.URL}, f.member("b", nodeKey(t, 0xb), t0, 0), nil)
 	if !errors.Is(err, ErrRateLimited) {
 		t.Errorf("Join = %v, want ErrRateLimited", err)
 	}
@@ -280,7 +280,7 @@ func TestJoinHandlerServesOnlyJoin(t *testing.T) {
 	if status, _, _ := post(t, http.MethodGet, srv.URL+SnapshotPath, nil); status != http.StatusNotFound {
 		t.Errorf("GET snapshot on the join handler: status %d, want 404", status)
 	}
-	if _, err := Join(t.Context(), nil, []string{srv.URL}, f.member("b", nodeKey(t, 0xb), t0, 0), nil); err != nil {
+	if _, err := Join(t.Context(), http.DefaultClient, []string{srv.URL}, f.member("b", nodeKey(t, 0xb), t0, 0), nil); err != nil {
 		t.Error(err)
 	}
 }
@@ -357,7 +357,7 @@ func TestJoinCanceled(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := Join(ctx, nil, []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, f.member("b", nodeKey(t, 0xb), t0, 0), nil)
+	_, err := Join(ctx, http.DefaultClient, []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, f.member("b", nodeKey(t, 0xb), t0, 0), nil)
 	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "127.0.0.1:2") {
 		t.Errorf("Join = %v, want context.Canceled after the first bootstrap", err)
 	}

@@ -3,6 +3,7 @@ package roster
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
@@ -61,7 +62,7 @@ func TestThreeBoxes(t *testing.T) {
 		if b == nil {
 			return nil, fmt.Errorf("no box for %s", p.Name)
 		}
-		return Fetch(ctx, nil, b.url)
+		return Fetch(ctx, http.DefaultClient, b.url)
 	}
 	rounds := func(n int, bs ...*box) {
 		for range n {
@@ -87,7 +88,7 @@ func TestThreeBoxes(t *testing.T) {
 
 	// B joins through A with a certificate valid for 30 days.
 	chainB := f.issue(f.invite("b", t0.Add(time.Hour)), keyB, t0, 30*24*time.Hour)
-	snapB, err := Join(t.Context(), nil, []string{a.url}, chainB, nil)
+	snapB, err := Join(t.Context(), http.DefaultClient, []string{a.url}, chainB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestThreeBoxes(t *testing.T) {
 	// C joins through B, which verifies and redeems C's invitation.
 	invC := f.invite("c", t0.Add(time.Hour))
 	chainC := f.issue(invC, keyC, t0, 0)
-	snapC, err := Join(t.Context(), nil, []string{b.url}, chainC, nil)
+	snapC, err := Join(t.Context(), http.DefaultClient, []string{b.url}, chainC, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
