@@ -316,11 +316,14 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// loginData is what the login page shows.
+type loginData struct {
+	pageData
+	Username, Error, Next string
+}
+
 func (h *handler) loginPage(w http.ResponseWriter, r *http.Request, code int, name, msg, next string) {
-	h.render(w, code, h.panel.login, struct {
-		pageData
-		Username, Error, Next string
-	}{h.pageFor(r, "Log in", ""), name, msg, next})
+	h.render(w, code, h.panel.login, loginData{h.pageFor(r, "Log in", ""), name, msg, next})
 }
 
 // logout ends the session.

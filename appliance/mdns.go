@@ -1,6 +1,9 @@
+//go:build !router
+
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,24 +27,6 @@ const mdnsRetry = 5 * time.Second
 // publishes because it found them on its LAN by mDNS; they follow what the
 // LAN announces and are removed when it withdraws them.
 const mdnsSource = "src=mdns"
-
-// MDNSConfig configures mDNS on the box's LAN (package dnsproxy/mdns): the
-// box answers for "<name>.local", announces its own services and, as a
-// discovery proxy, the community's, so that phones and laptops browsing
-// the LAN see them; and it publishes to the catalog the LAN services of the
-// types in Browse. Multicast never crosses the overlay. The zero value
-// speaks mDNS on the first LAN interface and publishes nothing from the LAN.
-type MDNSConfig struct {
-	// Interface is the LAN interface. Zero means the first interface that
-	// is up, supports multicast, has an IPv4 address and is neither
-	// loopback nor the overlay's.
-	Interface string
-	// Browse are the service types ("_ipp._tcp") found on the LAN that
-	// this box publishes to the community's catalog. Nil means none.
-	Browse []string
-	// Disabled turns mDNS off.
-	Disabled bool
-}
 
 // mdnsService is the mDNS component of the daemon.
 type mdnsService struct {
@@ -308,6 +293,13 @@ func (m *mdnsService) status(context.Context) ComponentStatus {
 	return ComponentStatus{OK: true, Detail: map[string]string{
 		"state": "running", "interface": m.iface, "host": m.host + ".local", "browse": strings.Join(m.cfg.Browse, ","),
 	}}
+}
+
+// writeMetrics adds the responder's counters, if it runs.
+func (m *mdnsService) writeMetrics(b *bytes.Buffer) {
+	if r := m.current(); r != nil {
+		r.WriteMetrics(b)
+	}
 }
 
 // current returns the running responder, or nil.

@@ -65,9 +65,7 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if h.cfg.mdns != nil {
-		if r := h.cfg.mdns.current(); r != nil {
-			r.WriteMetrics(&b)
-		}
+		h.cfg.mdns.writeMetrics(&b)
 	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

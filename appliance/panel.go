@@ -18,9 +18,6 @@ import (
 	"time"
 )
 
-//go:embed web/templates/*.html
-var templateFS embed.FS
-
 //go:embed web/static
 var staticFS embed.FS
 
@@ -65,50 +62,6 @@ type panel struct {
 	accounts  *template.Template
 }
 
-func newPanel(staticURL func(string) (string, error)) (*panel, error) {
-	base, err := template.New("layout.html").
-		Funcs(template.FuncMap{"static": staticURL}).
-		ParseFS(templateFS, "web/templates/layout.html")
-	if err != nil {
-		return nil, fmt.Errorf("parsing panel layout: %w", err)
-	}
-	page := func(name string) (*template.Template, error) {
-		t, err := base.Clone()
-		if err == nil {
-			t, err = t.ParseFS(templateFS, "web/templates/"+name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parsing panel page %s: %w", name, err)
-		}
-		return t, nil
-	}
-	var p panel
-	if p.dashboard, err = page("dashboard.html"); err != nil {
-		return nil, err
-	}
-	if p.community, err = page("community.html"); err != nil {
-		return nil, err
-	}
-	if p.services, err = page("services.html"); err != nil {
-		return nil, err
-	}
-	if p.soon, err = page("soon.html"); err != nil {
-		return nil, err
-	}
-	for _, t := range []struct {
-		dst  **template.Template
-		name string
-	}{
-		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
-		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-	} {
-		if *t.dst, err = page(t.name); err != nil {
-			return nil, err
-		}
-	}
-	return &p, nil
-}
-
 // pageData is what every page's layout needs.
 type pageData struct {
 	Title  string
@@ -126,6 +79,10 @@ type pageData struct {
 	// Refresh makes the page reload itself every few seconds.
 	Refresh bool
 }
+
+// page returns the layout's data; every page's data embeds pageData, so
+// they all have it (the router profile's pages use it).
+func (p pageData) page() pageData { return p }
 
 // pageFor returns the layout's data for a page answering r.
 func (h *handler) pageFor(r *http.Request, title, active string) pageData {

@@ -4,8 +4,57 @@ package appliance
 
 import (
 	"bytes"
+	"embed"
+	"fmt"
 	"html/template"
 )
+
+//go:embed web/templates/*.html
+var templateFS embed.FS
+
+func newPanel(staticURL func(string) (string, error)) (*panel, error) {
+	base, err := template.New("layout.html").
+		Funcs(template.FuncMap{"static": staticURL}).
+		ParseFS(templateFS, "web/templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("parsing panel layout: %w", err)
+	}
+	page := func(name string) (*template.Template, error) {
+		t, err := base.Clone()
+		if err == nil {
+			t, err = t.ParseFS(templateFS, "web/templates/"+name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parsing panel page %s: %w", name, err)
+		}
+		return t, nil
+	}
+	var p panel
+	if p.dashboard, err = page("dashboard.html"); err != nil {
+		return nil, err
+	}
+	if p.community, err = page("community.html"); err != nil {
+		return nil, err
+	}
+	if p.services, err = page("services.html"); err != nil {
+		return nil, err
+	}
+	if p.soon, err = page("soon.html"); err != nil {
+		return nil, err
+	}
+	for _, t := range []struct {
+		dst  **template.Template
+		name string
+	}{
+		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
+		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
+	} {
+		if *t.dst, err = page(t.name); err != nil {
+			return nil, err
+		}
+	}
+	return &p, nil
+}
 
 // executePage renders a panel page. The router profile replaces it (see
 // panel_exec_router.go).
