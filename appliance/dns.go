@@ -369,6 +369,16 @@ type zoneMember struct {
 // localPrefixes returns the subnets of the box's interfaces that are up,
 // except loopback and link-local ones (which dnsproxy allows already).
 func localPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range upAddrPrefixes() {
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
+// upAddrPrefixes returns the addresses, with their prefix lengths, of
+// the box's interfaces that are up, except loopback and link-local ones.
+func upAddrPrefixes() []netip.Prefix {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil
@@ -391,7 +401,7 @@ func localPrefixes() []netip.Prefix {
 			if err != nil || p.Addr().IsLinkLocalUnicast() {
 				continue
 			}
-			out = append(out, p.Masked())
+			out = append(out, p)
 		}
 	}
 	return out

@@ -16,6 +16,13 @@
 // speaks mDNS: <name>.local, its services and the community's, and it
 // publishes LAN services of the --mdns-browse types to the community.
 //
+// With --gateway the box shares its uplink with the community: an HTTP proxy
+// (--gateway-http) and SOCKS5 (--gateway-socks) for members, with the
+// fair-use limits --gateway-user-rate, --gateway-user-conns,
+// --gateway-daily-quota and --gateway-total-rate. Every box serves the PAC
+// file /proxy.pac and a local proxy port (--gateway-local, "off" to close)
+// that forwards to the best gateway.
+//
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
 // --api-token-file names an administrator's API token for automation.
@@ -38,6 +45,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/appliance"
 	"github.com/cloudbox/cloudbox/internal/buildinfo"
+	"github.com/cloudbox/cloudbox/services/proxy"
 )
 
 func main() {
@@ -67,7 +75,16 @@ func main() {
 			"`FILE` the first-boot wizard's setup code is written to (default: setup-code.txt in --state-dir)")
 		tokenFile = flag.String("api-token-file", "",
 			"`FILE` holding an API token (32+ characters) accepted as an administrator's, for automation")
-		version = flag.Bool("version", false, "print the version and exit")
+		gateway     = flag.Bool("gateway", false, "share this box's Internet connection with the community (HTTP proxy and SOCKS5)")
+		gwHTTP      = flag.String("gateway-http", appliance.DefaultGatewayHTTPAddr, "`ADDR` of the gateway's HTTP proxy")
+		gwSOCKS     = flag.String("gateway-socks", appliance.DefaultGatewaySOCKSAddr, "`ADDR` of the gateway's SOCKS5, or \"off\"")
+		gwLocal     = flag.String("gateway-local", appliance.DefaultGatewayLocalAddr, "`ADDR` of the local proxy port that forwards to the best gateway, or \"off\"")
+		gwFed       = flag.String("gateway-federation", "community", "whose users the gateway serves: community, own, or comma-separated node `IDS`")
+		gwRate      = flag.Int64("gateway-user-rate", 0, "per-user bandwidth limit in `BYTES` per second and direction (0: none)")
+		gwConns     = flag.Int("gateway-user-conns", 0, "per-user limit of concurrent connections (0: none)")
+		gwQuota     = flag.Int64("gateway-daily-quota", 0, "per-user daily quota in `BYTES` (0: none)")
+		gwTotalRate = flag.Int64("gateway-total-rate", 0, "bandwidth cap of all users together in `BYTES` per second and direction (0: none)")
+		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
 	if *version {
@@ -83,6 +100,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "cloudboxd: --overlay-port %d is not a port number (1 to 65535)\n", *overlayPort)
 		os.Exit(2)
 	}
+
+	fed, fedBoxes := federation(*gwFed)
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -107,6 +126,11 @@ func main() {
 			Interface: mdnsInterface(*mdnsIf),
 			Browse:    splitList(*mdnsBrowse),
 		},
+		Gateway: appliance.GatewayConfig{
+			Enabled: *gateway, HTTPAddr: *gwHTTP, SOCKSAddr: *gwSOCKS, NoSOCKS: *gwSOCKS == "off",
+			LocalAddr: strings.Join(splitList(*gwLocal), ","), Federation: fed, FederatedBoxes: fedBoxes,
+			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
+		},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),
@@ -129,6 +153,17 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// federation parses --gateway-federation.
+func federation(v string) (proxy.Federation, []string) {
+	switch v {
+	case "community":
+		return proxy.FederateCommunity, nil
+	case "own":
+		return proxy.FederateOwn, nil
+	}
+	return proxy.FederateList, splitList(v)
 }
 
 // mdnsInterface is the interface of --mdns: "" for "auto" (and "off",
