@@ -411,10 +411,15 @@ func (b *box) peerNamed(name string) (peer, error) {
 // self returns the box's own entry.
 func (b *box) self(t *testing.T) peer {
 	t.Helper()
-	ps, err := b.peers()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Right after a start the overlay may still be starting.
+	var ps []peer
+	netnstest.WaitFor(t, 20*time.Second, func() string {
+		var err error
+		if ps, err = b.peers(); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
 	for _, p := range ps {
 		if p.Self {
 			return p
