@@ -91,6 +91,13 @@ type Config struct {
 	// packet of a batch pins a 64 KiB buffer. 0 means
 	// transport.DefaultBatchSize.
 	BatchSize int
+
+	// MemoryTrim is how often the Engine checks whether a burst of traffic
+	// has ended; when one has, it runs the garbage collector and returns
+	// free memory to the operating system (see trimMemory: the packet
+	// buffers of a burst stay pooled otherwise). It affects the whole
+	// process. 0 means DefaultMemoryTrim; negative never trims.
+	MemoryTrim time.Duration
 }
 
 // Peer is a member of the community as the overlay needs it.
@@ -335,6 +342,9 @@ func (e *Engine) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bctx, bcancel := context.WithCancel(ctx)
 	wg.Go(func() { e.bind.Run(bctx) })
+	if every := cmp.Or(e.cfg.MemoryTrim, DefaultMemoryTrim); every > 0 {
+		wg.Go(func() { e.trimMemory(bctx, every) })
+	}
 	select {
 	case <-ctx.Done():
 	case <-dev.Wait():

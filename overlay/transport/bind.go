@@ -29,10 +29,11 @@ type Config struct {
 	// uses. Required: New refuses the zero key.
 	PrivateKey [32]byte
 
-	// Inner is the UDP Bind that carries all packets. Nil means
-	// conn.NewStdNetBind(), which keeps wireguard-go's batched I/O
-	// (recvmmsg/sendmmsg, UDP GSO/GRO). The Bind owns Inner: its Open and
-	// Close open and close Inner.
+	// Inner is the UDP Bind that carries all packets. Nil means the
+	// package's own on Linux (batched I/O with recvmmsg/sendmmsg and UDP
+	// GSO/GRO, on one dual-stack socket, with no allocation per packet;
+	// see udp_linux.go) and conn.NewStdNetBind() elsewhere. The Bind owns
+	// Inner: its Open and Close open and close Inner.
 	Inner conn.Bind
 
 	// LocalAddrs returns this box's underlay addresses; with the listen
@@ -187,7 +188,7 @@ func New(cfg Config) (*Bind, error) {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	if b.inner == nil {
-		b.inner = conn.NewStdNetBind()
+		b.inner = newUDPBind()
 	}
 	if b.now == nil {
 		b.now = time.Now
