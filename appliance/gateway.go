@@ -299,17 +299,19 @@ func (g *gatewayService) runProxy(ctx context.Context) error {
 		}
 	}
 	cfg := proxy.Config{
-		Logger:         g.log,
-		Keys:           g.deps.keys,
-		NodeID:         g.deps.nodeID,
-		Federation:     g.cfg.Federation,
-		FederatedBoxes: g.cfg.FederatedBoxes,
-		Community:      community,
-		HTTPAddrs:      []string{g.cfg.HTTPAddr},
-		UserRate:       g.cfg.UserRate,
-		UserMaxConns:   g.cfg.UserMaxConns,
-		UserDailyQuota: g.cfg.UserDailyQuota,
-		TotalRate:      g.cfg.TotalRate,
+		Logger: g.log,
+		Keys:   g.deps.keys,
+		// The roster keeps offline members: a box it drops was revoked.
+		KeysAuthoritative: true,
+		NodeID:            g.deps.nodeID,
+		Federation:        g.cfg.Federation,
+		FederatedBoxes:    g.cfg.FederatedBoxes,
+		Community:         community,
+		HTTPAddrs:         []string{g.cfg.HTTPAddr},
+		UserRate:          g.cfg.UserRate,
+		UserMaxConns:      g.cfg.UserMaxConns,
+		UserDailyQuota:    g.cfg.UserDailyQuota,
+		TotalRate:         g.cfg.TotalRate,
 	}
 	if !g.cfg.NoSOCKS {
 		cfg.SOCKSAddrs = []string{g.cfg.SOCKSAddr}

@@ -75,8 +75,16 @@ type Config struct {
 	// Keys returns the X25519 node public key of a box of the community by
 	// its node ID (the roster). nil turns authentication off: every client
 	// is the anonymous user "" and shares its limits. Keys must be safe for
-	// concurrent use and fast; it is called only on a credential cache miss.
+	// concurrent use and fast; it is called on a credential cache miss (and
+	// on every hit when KeysAuthoritative).
 	Keys func(nodeID string) (pub [32]byte, ok bool)
+	// KeysAuthoritative says that Keys knows every member of the
+	// community, online or not (a roster, which keeps offline members), so
+	// that a box it does not know was revoked or its membership expired:
+	// cached credentials of such a box are then refused at once. False
+	// keeps cached credentials working while Keys forgets their box, for a
+	// Keys that only knows the boxes online.
+	KeysAuthoritative bool
 	// NodeID is this box's node ID: its users are always served, and
 	// credentials restricted to a list of gateways must name it.
 	NodeID string

@@ -401,6 +401,11 @@ func (p *Proxy) authenticate(name, token string) (*user, error) {
 		if !now.Before(c.Expires) {
 			return nil, ErrExpired
 		}
+		if p.cfg.KeysAuthoritative {
+			if _, known := p.cfg.Keys(c.Box); !known {
+				return nil, fmt.Errorf("box %s is no longer a member: %w", c.Box, ErrBadCredential)
+			}
+		}
 	} else {
 		var err error
 		if c, err = VerifyCredential(token, p.cfg.Keys, now); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -444,6 +445,21 @@ func TestCachedCredentialOutlivesKey(t *testing.T) {
 	}
 	if _, err := p.authenticate("alice", home.issue(t, "alice", time.Hour)); err == nil {
 		t.Errorf("a new credential of an unknown box was accepted")
+	}
+
+	// With a roster as Keys, a box it forgets was revoked: its cached
+	// credentials stop working at once.
+	online = true
+	p, err = New(Config{Keys: keys, KeysAuthoritative: true, LocalNets: []netip.Prefix{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.authenticate("alice", tok); err != nil {
+		t.Fatal(err)
+	}
+	online = false
+	if _, err := p.authenticate("alice", tok); !errors.Is(err, ErrBadCredential) {
+		t.Errorf("cached credential of a revoked box: %v, want ErrBadCredential", err)
 	}
 }
 
