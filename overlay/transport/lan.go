@@ -177,4 +177,3 @@ func addressFamilies(ifi *net.Interface) (v4, v6 bool) {
 	}
 	return v4, v6
 }
-
