@@ -113,6 +113,7 @@ type Bind struct {
 	port       uint16                       // actual listen port while open, else 0
 	reflexive  map[netip.AddrPort]time.Time // our endpoints as peers saw them
 	relayCands []*peer                      // peers with a live direct path, best first
+	announces  announceLimiter              // LAN announces handled
 }
 
 // peer is one configured peer.
@@ -903,6 +904,16 @@ func (b *Bind) pingLocked(t *peerTable, p *peer, to target, now time.Time) (outg
 	return o, true
 }
 
+// pingSoonLocked pings p's direct path to addr unless the path is live or
+// was just pinged.
+func (b *Bind) pingSoonLocked(t *peerTable, p *peer, addr netip.AddrPort, now time.Time) (outgoing, bool) {
+	d := p.paths.find(addr)
+	if d == nil || d.live(now, b.timing.Trust) || now.Sub(d.lastPing) < b.timing.Heartbeat/20 {
+		return outgoing{}, false
+	}
+	return b.pingLocked(t, p, target{addr: addr}, now)
+}
+
 // sealDisco frames a disco message to p.
 func (b *Bind) sealDisco(p *peer, m disco.Message) ([]byte, error) {
 	pkt := make([]byte, 0, 2*HeaderLen+disco.Overhead+disco.MaxPlaintextLen)
@@ -977,11 +988,9 @@ func (b *Bind) handleDisco(t *peerTable, pkt []byte, ep conn.Endpoint, relay *pe
 				b.log.Debug("learned endpoint", "peer", sender.String(), "addr", from)
 			}
 			// Confirm the path from our side too, now rather than at the
-			// next heartbeat, unless it is live or was just pinged.
-			if d := sender.paths.find(from); d != nil && !d.live(now, b.timing.Trust) && now.Sub(d.lastPing) >= b.timing.Heartbeat/20 {
-				if o, ok := b.pingLocked(t, sender, target{addr: from}, now); ok {
-					out = append(out, o)
-				}
+			// next heartbeat.
+			if o, ok := b.pingSoonLocked(t, sender, from, now); ok {
+				out = append(out, o)
 			}
 			b.mu.Unlock()
 		}
