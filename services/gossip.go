@@ -93,7 +93,7 @@ func (d *gossipDelegate) NotifyAlive(n *memberlist.Node) error {
 		}
 		return nil
 	}
-	c.countRefused()
+	c.refuseStrangers(n)
 	return fmt.Errorf("%w: %q", errNotMember, n.Name)
 }
 
@@ -105,8 +105,23 @@ func (d *gossipDelegate) NotifyMerge(peers []*memberlist.Node) error {
 			return nil
 		}
 	}
-	d.c.countRefused()
+	d.c.refuseStrangers(peers...)
 	return fmt.Errorf("refusing to merge with %d nodes: %w", len(peers), errNotMember)
+}
+
+// refuseStrangers counts refused gossip about nodes the roster does not
+// list and remembers their names: a box that joined through another one
+// is a stranger here until the rosters sync, and readmit joins it then.
+func (c *Catalog) refuseStrangers(nodes ...*memberlist.Node) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.gossipRefused++
+	for _, n := range nodes {
+		if _, ok := c.refused[n.Name]; ok || len(c.refused) < maxRefused {
+			c.refused[n.Name] = now
+		}
+	}
 }
 
 func (c *Catalog) countRefused() {
