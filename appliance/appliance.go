@@ -99,6 +99,11 @@ type Config struct {
 	// StateDir. The file is removed when the wizard is done.
 	SetupCodeFile string
 
+	// SetupCodeConsole, if set, is a device the box's name, addresses and
+	// setup code are also written to on a first boot: "/dev/console" on a
+	// box (its HDMI screen and serial port). Zero writes none.
+	SetupCodeConsole string
+
 	// AdminTokenFile, if set, names a file holding an API token (at least
 	// 32 characters) that is accepted as an administrator's bearer token
 	// even before the wizard ran: for automation and tests in host mode.
@@ -194,7 +199,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		components[name] = f
 	}
 	auth, err := newAuth(authConfig{stateDir: cfg.StateDir, adminTokenFile: cfg.AdminTokenFile,
-		setupCodeFile: cfg.SetupCodeFile, now: cfg.Now, logger: logger})
+		setupCodeFile: cfg.SetupCodeFile, console: cfg.SetupCodeConsole, node: node.Name, now: cfg.Now, logger: logger})
 	if err != nil {
 		return err
 	}

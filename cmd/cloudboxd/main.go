@@ -114,8 +114,11 @@ func main() {
 		Board:    *board,
 		Logger:   logger,
 
-		SetupCodeFile:  *setupCode,
-		AdminTokenFile: *tokenFile,
+		SetupCodeFile: *setupCode,
+		// On a box (state in /perm) the setup code also goes to the
+		// HDMI screen and serial port.
+		SetupCodeConsole: boxConsole(*stateDir),
+		AdminTokenFile:   *tokenFile,
 		Overlay: appliance.OverlayConfig{
 			ListenPort:    uint16(*overlayPort),
 			InterfaceName: *overlayIf,
@@ -173,4 +176,13 @@ func mdnsInterface(flagValue string) string {
 		return ""
 	}
 	return flagValue
+}
+
+// boxConsole is the console the setup code is shown on: /dev/console when
+// cloudboxd runs on a box (its state in /perm), none in host mode.
+func boxConsole(stateDir string) string {
+	if stateDir == appliance.DefaultStateDir {
+		return "/dev/console"
+	}
+	return ""
 }
