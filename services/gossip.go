@@ -44,7 +44,11 @@ func (c *Catalog) memberlistConfig() (*memberlist.Config, error) {
 	mc.RetransmitMult = 5
 	mc.GossipInterval = 200 * time.Millisecond
 	mc.TCPTimeout = 5 * time.Second
-	mc.PushPullInterval = 30 * time.Second
+	// Full state exchange with one random member every 10 s (memberlist
+	// stretches it above 32 members): it repairs summaries whose gossip
+	// was lost, so a new catalog version reaches everyone within about
+	// one interval even on a bad link.
+	mc.PushPullInterval = 10 * time.Second
 	mc.EnableCompression = false // summaries are tiny; do not inflate untrusted input
 	d := &gossipDelegate{c: c}
 	mc.Delegate, mc.Events, mc.Alive, mc.Merge = d, d, d, d
