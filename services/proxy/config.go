@@ -46,6 +46,10 @@ type AccessEntry struct {
 	Box       string // the issuing box of the user's credential
 	Method    string // "GET", ..., "CONNECT", or "SOCKS5"
 	Host      string
+	// URL is the full request target, with path and query, of a plain
+	// HTTP request, host:port of a tunnel. An access log keeps it only
+	// when the owner asked for it (see AccessLogFields).
+	URL       string
 	Status    int // HTTP status, 200 for a tunnel that was opened
 	BytesUp   int64
 	BytesDown int64

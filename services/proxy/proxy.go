@@ -442,11 +442,11 @@ func (p *Proxy) federates(c Credential) error {
 }
 
 // logAccess reports a finished request or tunnel to Config.AccessLog.
-func (p *Proxy) logAccess(u *user, method, host string, status int, upBytes, downBytes int64) {
+func (p *Proxy) logAccess(u *user, method, host, url string, status int, upBytes, downBytes int64) {
 	if p.cfg.AccessLog == nil {
 		return
 	}
-	e := AccessEntry{Time: p.cfg.Now(), Method: method, Host: host, Status: status, BytesUp: upBytes, BytesDown: downBytes}
+	e := AccessEntry{Time: p.cfg.Now(), Method: method, Host: host, URL: url, Status: status, BytesUp: upBytes, BytesDown: downBytes}
 	if u != nil {
 		e.User, e.Box = u.name, u.box
 	}
