@@ -41,11 +41,11 @@ func (f Federation) String() string {
 // to record of a finished request or tunnel. Host is the requested host
 // name or address, as the client gave it.
 type AccessEntry struct {
-	Time      time.Time
-	User      string // "" without authentication
-	Box       string // the issuing box of the user's credential
-	Method    string // "GET", ..., "CONNECT", or "SOCKS5"
-	Host      string
+	Time   time.Time
+	User   string // "" without authentication
+	Box    string // the issuing box of the user's credential
+	Method string // "GET", ..., "CONNECT", or "SOCKS5"
+	Host   string
 	// URL is the full request target, with path and query, of a plain
 	// HTTP request, host:port of a tunnel. An access log keeps it only
 	// when the owner asked for it (see AccessLogFields).
