@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	gw := openGateway(cfg.Gateway, node.ID(), node.Name, ov, cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), logger, cfg.Now)
+	gw := openGateway(cfg.Gateway, node.ID(), node.Name, cfg.StateDir, ov, cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), logger, cfg.Now)
 	dns, err := openDNS(cfg.DNS, func() []netip.Prefix {
 		return append(ov.communityPrefixes(), localPrefixes()...)
 	}, logger, ov.changed.Wait, ov, ov.catalog, gw)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +35,13 @@ const (
 	DefaultGatewayLocalAddr = ":3129"
 	// DefaultCredentialTTL is how long a member's proxy credential works.
 	DefaultCredentialTTL = 30 * 24 * time.Hour
+	// DefaultGatewayProbeEvery is how often a gateway checks its uplink.
+	DefaultGatewayProbeEvery = 30 * time.Second
 )
+
+// DefaultGatewayProbes are the TCP addresses a gateway dials to check its
+// uplink (public DNS resolvers' HTTPS ports): one that answers is enough.
+var DefaultGatewayProbes = []string{"1.1.1.1:443", "9.9.9.9:443"}
 
 // The catalog types of a gateway: the HTTP proxy under a type of its own
 // (a plain _http._tcp would show up as a web site) and SOCKS5 under the
@@ -58,6 +65,15 @@ const (
 	maxLocalConns = 4096
 	// gatewayRetry is the pause before a failed accept is retried.
 	gatewayRetry = 100 * time.Millisecond
+	// gatewayProbeTimeout bounds one dial of an uplink probe.
+	gatewayProbeTimeout = 5 * time.Second
+)
+
+// Uplink states of a gateway (gatewayService.uplink).
+const (
+	uplinkUnknown int32 = iota
+	uplinkUp
+	uplinkDown
 )
 
 // GatewayConfig configures the shared Internet gateway of Run (package
@@ -97,6 +113,20 @@ type GatewayConfig struct {
 	// next when one does not answer); e.g. DefaultGatewayLocalAddr. Zero
 	// means no local port.
 	LocalAddr string
+	// LogFields are the fields of the access log (proxy.AccessLogFields),
+	// nil for none: no access log is kept by default. The files are
+	// <state>/gateway/access-YYYY-MM-DD.log.
+	LogFields []string
+	// LogDays is how many days of access log are kept; zero means
+	// proxy.DefaultAccessLogDays.
+	LogDays int
+	// Probes are the TCP addresses dialled to check the uplink; zero
+	// means DefaultGatewayProbes. The result is published in the catalog
+	// ("up=1" or "up=0"), and gateways without uplink are used last.
+	Probes []string
+	// ProbeEvery is how often the uplink is checked; zero means
+	// DefaultGatewayProbeEvery.
+	ProbeEvery time.Duration
 }
 
 func (c GatewayConfig) withDefaults() GatewayConfig {
@@ -104,6 +134,12 @@ func (c GatewayConfig) withDefaults() GatewayConfig {
 	c.SOCKSAddr = cmp.Or(c.SOCKSAddr, DefaultGatewaySOCKSAddr)
 	if c.CredentialTTL <= 0 {
 		c.CredentialTTL = DefaultCredentialTTL
+	}
+	if len(c.Probes) == 0 {
+		c.Probes = DefaultGatewayProbes
+	}
+	if c.ProbeEvery <= 0 {
+		c.ProbeEvery = DefaultGatewayProbeEvery
 	}
 	return c
 }
@@ -129,6 +165,8 @@ type gatewayDeps struct {
 	wpadAddrs func() ([]netip.Addr, bool)
 	// domain is the community zone, for the PAC file.
 	domain string
+	// logDir is where the access log goes when the owner keeps one.
+	logDir string
 }
 
 // gatewayService is the gateway component: the proxy when the owner
@@ -149,10 +187,12 @@ type gatewayService struct {
 	refused      atomic.Uint64 // source not allowed, too many, or no gateway
 	active       atomic.Int64
 	bytes        [2]atomic.Uint64 // client to gateway, gateway to client
+	uplink       atomic.Int32     // uplinkUnknown, uplinkUp or uplinkDown
 
 	// mu guards the following.
 	mu        sync.Mutex
-	px        *proxy.Proxy // nil while the gateway does not serve
+	px        *proxy.Proxy     // nil while the gateway does not serve
+	accessLog *proxy.AccessLog // nil without
 	state     string
 	problem   string
 	httpPort  uint16
@@ -177,7 +217,7 @@ func newGateway(cfg GatewayConfig, deps gatewayDeps, logger *slog.Logger, now fu
 }
 
 // openGateway wires the gateway component to the overlay and catalog.
-func openGateway(cfg GatewayConfig, nodeID, nodeName string, ov *overlayService, domain string, logger *slog.Logger, now func() time.Time) *gatewayService {
+func openGateway(cfg GatewayConfig, nodeID, nodeName, stateDir string, ov *overlayService, domain string, logger *slog.Logger, now func() time.Time) *gatewayService {
 	return newGateway(cfg, gatewayDeps{
 		nodeID: nodeID, nodeName: nodeName, key: ov.key,
 		community: ov.communityPrefixes, changed: ov.changed.Wait, keys: ov.memberKey,
@@ -191,6 +231,7 @@ func openGateway(cfg GatewayConfig, nodeID, nodeName string, ov *overlayService,
 		rtts:      ov.rtts,
 		wpadAddrs: ov.wpadAddrs,
 		domain:    domain,
+		logDir:    filepath.Join(stateDir, "gateway"),
 	}, logger, now)
 }
 
@@ -281,7 +322,45 @@ func (g *gatewayService) run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	wg.Go(func() { g.probeLoop(ctx) })
 	return g.runProxy(ctx)
+}
+
+// probeLoop checks the uplink at once and every ProbeEvery until ctx is
+// done.
+func (g *gatewayService) probeLoop(ctx context.Context) {
+	t := time.NewTicker(g.cfg.ProbeEvery)
+	defer t.Stop()
+	for {
+		state := uplinkDown
+		if g.probe(ctx) {
+			state = uplinkUp
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if old := g.uplink.Swap(state); old != state {
+			g.log.Info("uplink checked", "up", state == uplinkUp, "probes", strings.Join(g.cfg.Probes, ","))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe reports whether one of the probes answers a TCP dial.
+func (g *gatewayService) probe(ctx context.Context) bool {
+	d := net.Dialer{Timeout: gatewayProbeTimeout}
+	for _, addr := range g.cfg.Probes {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return true
+		}
+	}
+	return false
 }
 
 // runProxy waits until the box knows its community, then runs the proxy.
@@ -315,6 +394,24 @@ func (g *gatewayService) runProxy(ctx context.Context) error {
 	}
 	if !g.cfg.NoSOCKS {
 		cfg.SOCKSAddrs = []string{g.cfg.SOCKSAddr}
+	}
+	if len(g.cfg.LogFields) > 0 {
+		al, err := proxy.OpenAccessLog(proxy.AccessLogConfig{Dir: g.deps.logDir, Fields: g.cfg.LogFields,
+			Days: g.cfg.LogDays, Now: g.now, Logger: g.log})
+		if err != nil {
+			err = fmt.Errorf("opening the gateway's access log: %w", err)
+			g.setProblem("failed", err.Error())
+			return err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { al.Run(ctx) })
+		defer wg.Wait()
+		defer cancel()
+		cfg.AccessLog = al.Log
+		g.mu.Lock()
+		g.accessLog = al
+		g.mu.Unlock()
 	}
 	px, err := proxy.New(cfg)
 	if err != nil {
@@ -382,6 +479,12 @@ func (g *gatewayService) builtinServices() []services.Service {
 	}
 	suffix := " (" + g.deps.nodeName + ")"
 	txt := map[string]string{"load": loadLevel(px.Stats().ConnsActive), "fed": g.cfg.Federation.String()}
+	switch g.uplink.Load() {
+	case uplinkUp:
+		txt["up"] = "1"
+	case uplinkDown:
+		txt["up"] = "0"
+	}
 	out := []services.Service{{Instance: cutUTF8("gateway", 63-len(suffix)) + suffix, Type: gatewayHTTPType, Port: httpPort,
 		Description: "Shared Internet gateway: HTTP proxy with CONNECT, for members", TXT: txt}}
 	if socksPort != 0 {
@@ -412,12 +515,15 @@ type gatewayEntry struct {
 	BoxID string `json:"box_id"`
 	// Addr is the HTTP proxy's address over the overlay, SOCKS SOCKS5's
 	// ("" without).
-	Addr    string   `json:"addr"`
-	SOCKS   string   `json:"socks,omitempty"`
-	Healthy bool     `json:"healthy"`
-	Self    bool     `json:"self"`
-	RTTMs   *float64 `json:"rtt_ms,omitempty"`
-	Load    string   `json:"load,omitempty"`
+	Addr    string `json:"addr"`
+	SOCKS   string `json:"socks,omitempty"`
+	Healthy bool   `json:"healthy"`
+	// Uplink is false when the gateway published that its own Internet
+	// connection does not answer (TXT "up=0").
+	Uplink bool     `json:"uplink"`
+	Self   bool     `json:"self"`
+	RTTMs  *float64 `json:"rtt_ms,omitempty"`
+	Load   string   `json:"load,omitempty"`
 	// Down is true when a dial from this box's local port failed in the
 	// last gatewayDownFor.
 	Down bool `json:"down"`
@@ -428,7 +534,8 @@ type gatewayEntry struct {
 
 // orderGateways returns the gateways of http (catalog records of
 // gatewayHTTPType) with the SOCKS5 ports of socks, best first: healthy
-// before unhealthy, not down before down, this box first, then by overlay
+// before unhealthy, with uplink before without ("up=0"), not down before
+// down, this box first, then by overlay
 // RTT (known before unknown), then by name.
 func orderGateways(http, socks []services.Record, selfID string, rtts map[string]time.Duration, down func(netip.AddrPort) bool) []gatewayEntry {
 	socksOf := make(map[string]services.Record)
@@ -439,7 +546,7 @@ func orderGateways(http, socks []services.Record, selfID string, rtts map[string
 	for _, r := range http {
 		ap := netip.AddrPortFrom(serviceAddr(r), r.Port)
 		e := gatewayEntry{Box: r.OwnerName, BoxID: r.OwnerID, Addr: ap.String(), Healthy: r.Healthy,
-			Self: r.OwnerID == selfID, Load: r.TXT["load"], ap: ap}
+			Uplink: r.TXT["up"] != "0", Self: r.OwnerID == selfID, Load: r.TXT["load"], ap: ap}
 		if s, ok := socksOf[r.OwnerID]; ok {
 			e.SOCKS = netip.AddrPortFrom(serviceAddr(s), s.Port).String()
 		}
@@ -453,6 +560,9 @@ func orderGateways(http, socks []services.Record, selfID string, rtts map[string
 	}
 	slices.SortStableFunc(out, func(a, b gatewayEntry) int {
 		if c := boolFirst(a.Healthy, b.Healthy); c != 0 {
+			return c
+		}
+		if c := boolFirst(a.Uplink, b.Uplink); c != 0 {
 			return c
 		}
 		if c := boolFirst(!a.Down, !b.Down); c != 0 {
@@ -534,9 +644,10 @@ func (g *gatewayService) issue(user string) (string, time.Time, error) {
 }
 
 // pac renders the proxy auto-config file for a client that reached this
-// box at local: this box's own gateway first (if it serves), then its
-// local port (which follows the best gateway), then the other healthy
-// gateways over the overlay, nearest first, then DIRECT.
+// box at local: this box's own gateway first (if it serves and its uplink
+// answers), then its local port (which follows the best gateway), then the
+// other healthy gateways over the overlay, nearest first, then the healthy
+// gateways whose uplink does not answer, then DIRECT.
 func (g *gatewayService) pac(local netip.Addr) ([]byte, error) {
 	c := proxy.PAC{DirectNets: append(slices.Clone(g.deps.community()), localPrefixes()...)}
 	if d := strings.Trim(g.deps.domain, "."); d != "" {
@@ -548,8 +659,13 @@ func (g *gatewayService) pac(local netip.Addr) ([]byte, error) {
 	g.mu.Unlock()
 	local = local.Unmap()
 	here := local.IsValid() && !local.IsUnspecified()
+	var self string
 	if here && px != nil && httpPort != 0 {
-		c.Gateways = append(c.Gateways, netip.AddrPortFrom(local, httpPort).String())
+		self = netip.AddrPortFrom(local, httpPort).String()
+	}
+	selfUp := g.uplink.Load() != uplinkDown
+	if self != "" && selfUp {
+		c.Gateways = append(c.Gateways, self)
 	}
 	if here && localAddr != nil && slices.ContainsFunc(order, func(e gatewayEntry) bool { return e.Healthy }) {
 		if p := addrPort([]net.Addr{localAddr}); p != 0 {
@@ -557,7 +673,15 @@ func (g *gatewayService) pac(local netip.Addr) ([]byte, error) {
 		}
 	}
 	for _, e := range order {
-		if e.Healthy && !e.Self {
+		if e.Healthy && e.Uplink && !e.Self {
+			c.Gateways = append(c.Gateways, e.Addr)
+		}
+	}
+	if self != "" && !selfUp {
+		c.Gateways = append(c.Gateways, self)
+	}
+	for _, e := range order {
+		if e.Healthy && !e.Uplink && !e.Self {
 			c.Gateways = append(c.Gateways, e.Addr)
 		}
 	}
@@ -747,14 +871,21 @@ func (g *gatewayService) status(context.Context) ComponentStatus {
 type GatewayInfo struct {
 	// Enabled is whether this box shares its uplink; Running whether its
 	// gateway serves now.
-	Enabled    bool         `json:"enabled"`
-	Running    bool         `json:"running"`
-	State      string       `json:"state"`
-	Problem    string       `json:"problem,omitempty"`
-	HTTPPort   uint16       `json:"http_port,omitempty"`
-	SOCKSPort  uint16       `json:"socks_port,omitempty"`
-	Federation string       `json:"federation"`
-	Limits     GatewayLimit `json:"limits"`
+	Enabled    bool   `json:"enabled"`
+	Running    bool   `json:"running"`
+	State      string `json:"state"`
+	Problem    string `json:"problem,omitempty"`
+	HTTPPort   uint16 `json:"http_port,omitempty"`
+	SOCKSPort  uint16 `json:"socks_port,omitempty"`
+	Federation string `json:"federation"`
+	// Uplink is "up", "down" or "unknown" (not checked yet, or no
+	// gateway): whether this gateway's probes answer.
+	Uplink string `json:"uplink"`
+	// AccessLog are the fields of the access log, empty when none is
+	// kept; AccessLogDropped counts lines over the daily bound.
+	AccessLog        []string     `json:"access_log"`
+	AccessLogDropped uint64       `json:"access_log_dropped"`
+	Limits           GatewayLimit `json:"limits"`
 	// Stats are this box's gateway's counters and users; nil when it
 	// does not serve.
 	Stats *proxy.Stats `json:"stats,omitempty"`
@@ -798,8 +929,13 @@ func (g *gatewayService) view() GatewayInfo {
 		Local:    LocalPortInfo{Enabled: g.cfg.LocalAddr != "", LastUsed: g.lastUsed},
 		Gateways: order,
 	}
-	px, localAddr := g.px, g.localAddr
+	px, localAddr, al := g.px, g.localAddr, g.accessLog
 	g.mu.Unlock()
+	v.Uplink = [...]string{uplinkUnknown: "unknown", uplinkUp: "up", uplinkDown: "down"}[g.uplink.Load()]
+	v.AccessLog = append([]string{}, g.cfg.LogFields...)
+	if al != nil {
+		v.AccessLogDropped = al.Dropped()
+	}
 	if px != nil {
 		s := px.Stats()
 		v.Stats = &s

@@ -85,10 +85,17 @@ func testGateway(t *testing.T, h *handler, recs []services.Record, localAddr str
 // testGatewayOf is testGateway with records that the test may change.
 func testGatewayOf(t *testing.T, h *handler, recs *atomic.Pointer[[]services.Record], localAddr string) *gatewayService {
 	t.Helper()
+	return testGatewayCfg(t, h, recs, GatewayConfig{LocalAddr: localAddr}, "")
+}
+
+// testGatewayCfg is testGatewayOf with a configuration and the access
+// log's directory.
+func testGatewayCfg(t *testing.T, h *handler, recs *atomic.Pointer[[]services.Record], cfg GatewayConfig, logDir string) *gatewayService {
+	t.Helper()
 	community := []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("fd00:1:2::/48")}
 	var key [32]byte
 	copy(key[:], h.cfg.node.PrivateKey.Bytes())
-	return newGateway(GatewayConfig{LocalAddr: localAddr}, gatewayDeps{
+	return newGateway(cfg, gatewayDeps{
 		nodeID: h.cfg.node.ID(), nodeName: "b1", key: key,
 		community: func() []netip.Prefix { return community },
 		changed:   func() <-chan struct{} { return nil },
@@ -107,6 +114,7 @@ func testGatewayOf(t *testing.T, h *handler, recs *atomic.Pointer[[]services.Rec
 		},
 		wpadAddrs: func() ([]netip.Addr, bool) { return []netip.Addr{netip.MustParseAddr("192.0.2.1")}, false },
 		domain:    "cb.home.arpa.",
+		logDir:    logDir,
 	}, slog.New(slog.DiscardHandler), time.Now)
 }
 

@@ -21,7 +21,10 @@
 // fair-use limits --gateway-user-rate, --gateway-user-conns,
 // --gateway-daily-quota and --gateway-total-rate. Every box serves the PAC
 // file /proxy.pac and a local proxy port (--gateway-local, "off" to close)
-// that forwards to the best gateway.
+// that forwards to the best gateway. A gateway checks its uplink by dialling
+// --gateway-probe every 30 s and publishes the result; it keeps no access
+// log unless --gateway-log names the fields to keep (for
+// --gateway-log-days days, under the state directory).
 //
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
@@ -84,6 +87,9 @@ func main() {
 		gwConns     = flag.Int("gateway-user-conns", 0, "per-user limit of concurrent connections (0: none)")
 		gwQuota     = flag.Int64("gateway-daily-quota", 0, "per-user daily quota in `BYTES` (0: none)")
 		gwTotalRate = flag.Int64("gateway-total-rate", 0, "bandwidth cap of all users together in `BYTES` per second and direction (0: none)")
+		gwLog       = flag.String("gateway-log", "", "comma-separated `FIELDS` of the gateway's access log, e.g. time,user,box,host,status,bytes (of "+strings.Join(proxy.AccessLogFields, ",")+"; empty: no access log)")
+		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
+		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -102,12 +108,21 @@ func main() {
 	}
 
 	fed, fedBoxes := federation(*gwFed)
+	logFields, err := proxy.ParseAccessLogFields(*gwLog)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cloudboxd: --gateway-log: %v\n", err)
+		os.Exit(2)
+	}
+	if *gwLogDays < 1 {
+		fmt.Fprintf(os.Stderr, "cloudboxd: --gateway-log-days %d: at least 1\n", *gwLogDays)
+		os.Exit(2)
+	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	err := appliance.Run(ctx, appliance.Config{
+	err = appliance.Run(ctx, appliance.Config{
 		StateDir: *stateDir,
 		HTTPAddr: *httpAddr,
 		Name:     *name,
@@ -133,6 +148,7 @@ func main() {
 			Enabled: *gateway, HTTPAddr: *gwHTTP, SOCKSAddr: *gwSOCKS, NoSOCKS: *gwSOCKS == "off",
 			LocalAddr: strings.Join(splitList(*gwLocal), ","), Federation: fed, FederatedBoxes: fedBoxes,
 			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
+			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
 		},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
