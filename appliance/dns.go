@@ -385,22 +385,27 @@ func upAddrPrefixes() []netip.Prefix {
 	}
 	var out []netip.Prefix
 	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+		if ifc.Flags&net.FlagUp != 0 && ifc.Flags&net.FlagLoopback == 0 {
+			out = append(out, addrPrefixesOf(&ifc)...)
+		}
+	}
+	return out
+}
+
+// addrPrefixesOf returns the addresses, with their prefix lengths, of one
+// interface, except link-local ones.
+func addrPrefixesOf(ifc *net.Interface) []netip.Prefix {
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
 			continue
 		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			p, err := netip.ParsePrefix(ipn.String())
-			if err != nil || p.Addr().IsLinkLocalUnicast() {
-				continue
-			}
+		if p, err := netip.ParsePrefix(ipn.String()); err == nil && !p.Addr().IsLinkLocalUnicast() {
 			out = append(out, p)
 		}
 	}

@@ -267,20 +267,7 @@ func TestLocalPort(t *testing.T) {
 	var recs atomic.Pointer[[]services.Record]
 	recs.Store(&[]services.Record{rec("gw3", deadAddr.Port), rec("gw2", alive.Addr().(*net.TCPAddr).Port)})
 	g := testGatewayOf(t, h, &recs, "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- g.run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run = %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("run did not return within 5s of cancel")
-		}
-	}()
+	runGateway(t, g)
 	var addr string
 	deadline := time.Now().Add(5 * time.Second)
 	for addr = g.view().Local.Addr; addr == ""; addr = g.view().Local.Addr {
@@ -321,4 +308,24 @@ func TestLocalPort(t *testing.T) {
 	if got := ask(); !strings.HasPrefix(got, "HTTP/1.1 502 Bad Gateway\r\n") {
 		t.Errorf("without gateways the local port answers %q, want 502", got)
 	}
+}
+
+// runGateway runs g until the test ends, then checks that it stops cleanly
+// within 5 s.
+func runGateway(t *testing.T, g *gatewayService) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- g.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("run did not return within 5s of cancel")
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -71,20 +70,7 @@ func TestGatewayUplinkProbe(t *testing.T) {
 	logDir := filepath.Join(t.TempDir(), "gateway")
 	g := testGatewayCfg(t, h, &recs, GatewayConfig{Enabled: true, HTTPAddr: "127.0.0.1:0", NoSOCKS: true,
 		Probes: []string{probe.Addr().String()}, ProbeEvery: 20 * time.Millisecond}, logDir)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- g.run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run = %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("run did not return within 5s of cancel")
-		}
-	}()
+	runGateway(t, g)
 	waitUp := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
