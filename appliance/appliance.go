@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/appliance/state"
+	"github.com/cloudbox/cloudbox/dnsproxy"
 	"github.com/cloudbox/cloudbox/internal/buildinfo"
 	"github.com/cloudbox/cloudbox/internal/plainhttp"
 	"github.com/cloudbox/cloudbox/services"
@@ -67,7 +68,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -88,11 +89,21 @@ type Config struct {
 	// MDNSConfig.
 	MDNS MDNSConfig
 
+	// Gateway configures the shared Internet gateway (off unless
+	// Enabled) and the local proxy port every box offers; see
+	// GatewayConfig.
+	Gateway GatewayConfig
+
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
 	// box, a file on the boot partition. Zero means SetupCodeFile in
 	// StateDir. The file is removed when the wizard is done.
 	SetupCodeFile string
+
+	// SetupCodeConsole, if set, is a device the box's name, addresses and
+	// setup code are also written to on a first boot: "/dev/console" on a
+	// box (its HDMI screen and serial port). Zero writes none.
+	SetupCodeConsole string
 
 	// AdminTokenFile, if set, names a file holding an API token (at least
 	// 32 characters) that is accepted as an administrator's bearer token
@@ -171,16 +182,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	gw := openGateway(cfg.Gateway, node.ID(), node.Name, cfg.StateDir, ov, cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), logger, cfg.Now)
 	dns, err := openDNS(cfg.DNS, func() []netip.Prefix {
 		return append(ov.communityPrefixes(), localPrefixes()...)
-	}, logger, ov.changed.Wait, ov, ov.catalog)
+	}, logger, ov.changed.Wait, ov, ov.catalog, gw)
 	if err != nil {
 		return err
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
-		"catalog": ov.catalog.status, "mdns": mdnsSvc.status}
+		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -188,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		components[name] = f
 	}
 	auth, err := newAuth(authConfig{stateDir: cfg.StateDir, adminTokenFile: cfg.AdminTokenFile,
-		setupCodeFile: cfg.SetupCodeFile, now: cfg.Now, logger: logger})
+		setupCodeFile: cfg.SetupCodeFile, console: cfg.SetupCodeConsole, node: node.Name, now: cfg.Now, logger: logger})
 	if err != nil {
 		return err
 	}
@@ -203,6 +215,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		dns:        dns,
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
+		gateway:    gw,
 		auth:       auth,
 		stateDir:   cfg.StateDir,
 		logger:     logger,
@@ -221,7 +234,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	srv := newHTTPServer(h, logger)
 	logger.Info("http listening", "addr", ln.Addr().String())
-	ov.catalog.setBuiltin(func() []services.Service { return builtinServices(node.Name, ln.Addr(), dns) })
+	ov.catalog.setBuiltin(func() []services.Service {
+		return append(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices()...)
+	})
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -230,7 +245,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()

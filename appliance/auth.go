@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -61,6 +63,8 @@ type authConfig struct {
 	stateDir       string
 	adminTokenFile string // "" for none
 	setupCodeFile  string // "" for <stateDir>/setup-code.txt
+	console        string // device the setup code is shown on, "" for none
+	node           string // the box's name, shown with the code
 	now            func() time.Time
 	logger         *slog.Logger
 }
@@ -93,6 +97,11 @@ func newAuth(cfg authConfig) (*authService, error) {
 			return nil, err
 		}
 		cfg.logger.Info("first boot: open the panel and enter the setup code", "setup_code", a.setup.code, "file", path)
+		if cfg.console != "" {
+			if err := showOnConsole(cfg.console, cfg.node, a.setup.code); err != nil {
+				cfg.logger.Warn("showing the setup code on the console failed", "console", cfg.console, "error", err)
+			}
+		}
 	}
 	return a, nil
 }
@@ -338,4 +347,22 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	clearSessionCookie(w, r)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// showOnConsole writes the box's name, LAN addresses and setup code to the
+// console device (HDMI screen and serial port on a box), where the person
+// who plugged the box in reads them; a neighbour on the LAN cannot.
+func showOnConsole(console, node, code string) error {
+	f, err := os.OpenFile(console, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	for _, p := range localPrefixes() {
+		addrs = append(addrs, "http://"+netip.AddrPortFrom(p.Addr(), 80).String()+"/")
+	}
+	msg := fmt.Sprintf("\r\n==== cloudbox %q ====\r\nPanel: http://cloudbox.local/ %s\r\nSetup code: %s\r\n\r\n",
+		node, strings.Join(addrs, " "), code)
+	_, err = f.WriteString(msg)
+	return errors.Join(err, f.Close())
 }

@@ -369,29 +369,44 @@ type zoneMember struct {
 // localPrefixes returns the subnets of the box's interfaces that are up,
 // except loopback and link-local ones (which dnsproxy allows already).
 func localPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range upAddrPrefixes() {
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
+// upAddrPrefixes returns the addresses, with their prefix lengths, of
+// the box's interfaces that are up, except loopback and link-local ones.
+func upAddrPrefixes() []netip.Prefix {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil
 	}
 	var out []netip.Prefix
 	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+		if ifc.Flags&net.FlagUp != 0 && ifc.Flags&net.FlagLoopback == 0 {
+			out = append(out, addrPrefixesOf(&ifc)...)
+		}
+	}
+	return out
+}
+
+// addrPrefixesOf returns the addresses, with their prefix lengths, of one
+// interface, except link-local ones.
+func addrPrefixesOf(ifc *net.Interface) []netip.Prefix {
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
 			continue
 		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			p, err := netip.ParsePrefix(ipn.String())
-			if err != nil || p.Addr().IsLinkLocalUnicast() {
-				continue
-			}
-			out = append(out, p.Masked())
+		if p, err := netip.ParsePrefix(ipn.String()); err == nil && !p.Addr().IsLinkLocalUnicast() {
+			out = append(out, p)
 		}
 	}
 	return out

@@ -74,7 +74,19 @@
 //	                     application/json): revokes the member with the
 //	                     root key; 403 on boxes without it. Only for
 //	                     administrators.
-//	GET /metrics         Prometheus text format, cloudbox_overlay_* included
+//	GET /gateway         the community's gateways, this box's gateway and
+//	                     its users, and a form for a proxy credential
+//	GET /api/v1/proxy    JSON GatewayInfo: this box's gateway (state, limits,
+//	                     stats with users, traffic and quota), the local
+//	                     port (address, gateway in use, counters) and the
+//	                     community's gateways, best first
+//	POST /api/v1/proxy/credentials
+//	                     201 CredentialInfo: a proxy credential for the
+//	                     account of the request, signed by this box
+//	GET /proxy.pac, /wpad.dat
+//	                     the proxy auto-config file (public)
+//	GET /metrics         Prometheus text format, cloudbox_overlay_*,
+//	                     cloudbox_proxy_* and cloudbox_gateway_* included
 //	GET /healthz         200 "ok"
 //
 // # Accounts and the first boot
@@ -108,7 +120,10 @@
 //     ipv6 (with prefix lengths), peers and direct (counts); otherwise not
 //     ok with detail state ("not a member: ...", "joining community ...",
 //     "disabled", "failed", ...) and, when something is wrong, an error
-//     that says what to do.
+//     that says what to do;
+//   - "gateway": state of this box's gateway ("off ...", "waiting for the
+//     overlay", "serving"), the number of healthy gateways of the
+//     community and the local port's address.
 //
 // The package does not log requests and writes no log files.
 package appliance

@@ -36,6 +36,9 @@ type handlerConfig struct {
 	catalog catalogSource
 	// mdns adds its counters to the metrics; nil means none.
 	mdns *mdnsService
+	// gateway is shown by the proxy API, the gateway page, the PAC file
+	// and the metrics; nil means none.
+	gateway *gatewayService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
@@ -84,6 +87,8 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/dns", member(apiGetOnly(h.dnsInfo)))
 	h.mux.Handle("/api/v1/overlay/join", admin(h.overlayJoin))
 	h.mux.Handle("/api/v1/services", member(h.apiServices))
+	h.mux.Handle("/api/v1/proxy", member(apiGetOnly(h.proxyInfo)))
+	h.mux.Handle("/api/v1/proxy/credentials", member(h.proxyCredential))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))
@@ -101,6 +106,10 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/community/invite", h.pageAuth(roleAdmin, h.communityInvite))
 	h.mux.Handle("/services", getOnly(h.pageAuth(roleMember, h.servicesPage)))
 	h.mux.Handle("/services/edit", h.pageAuth(roleMember, h.servicesForm))
+	h.mux.Handle("/proxy.pac", getOnly(h.pacFile))
+	h.mux.Handle("/wpad.dat", getOnly(h.pacFile))
+	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
+	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
 	h.mux.Handle("/accounts/edit", h.pageAuth(roleMember, h.accountsEdit))
 	for _, p := range navItems {
@@ -183,7 +192,8 @@ func apiNotFound(w http.ResponseWriter, r *http.Request) {
 }
 
 // allowedMethods is the Allow header of every read-only endpoint: all but
-// the POST ones (/api/v1/overlay/revoke, /api/v1/overlay/join).
+// the POST ones (/api/v1/overlay/revoke, /api/v1/overlay/join,
+// /api/v1/proxy/credentials).
 const allowedMethods = "GET, HEAD"
 
 func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }

@@ -297,8 +297,8 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("dashboard contains %q", bad)
 		}
 	}
-	if got := strings.Count(html, "(coming soon)"); got != 5 {
-		t.Errorf("dashboard marks %d nav items as coming soon, want 5", got)
+	if got := strings.Count(html, "(coming soon)"); got != 4 {
+		t.Errorf("dashboard marks %d nav items as coming soon, want 4", got)
 	}
 
 	// The stylesheet the page links to is served.

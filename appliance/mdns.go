@@ -315,17 +315,9 @@ func interfacePrefixes(name string) []netip.Prefix {
 	if err != nil {
 		return nil
 	}
-	addrs, err := ifc.Addrs()
-	if err != nil {
-		return nil
-	}
 	var out []netip.Prefix
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok {
-			if p, err := netip.ParsePrefix(ipn.String()); err == nil && !p.Addr().IsLinkLocalUnicast() {
-				out = append(out, p.Masked())
-			}
-		}
+	for _, p := range addrPrefixesOf(ifc) {
+		out = append(out, p.Masked())
 	}
 	return out
 }

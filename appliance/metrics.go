@@ -68,6 +68,8 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 		h.cfg.mdns.writeMetrics(&b)
 	}
 
+	h.writeGatewayMetrics(&b)
+
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(b.Bytes())

@@ -289,6 +289,13 @@ func writeOverlayMetrics(b *bytes.Buffer, v overlayView) {
 	writeMetric(b, "cloudbox_overlay_relay_forwarded_packets_total", "counter", "Packets this box relayed between two other members.", float64(e.RelayForwardedPackets))
 	writeMetric(b, "cloudbox_overlay_relay_forwarded_bytes_total", "counter", "Bytes this box relayed between two other members.", float64(e.RelayForwardedBytes))
 	writeMetric(b, "cloudbox_overlay_tun_packets_total", "counter", "Decrypted packets written to the overlay interface.", float64(e.TUNPacketsOut))
+	writeFamily(b, "cloudbox_overlay_lan_announces_total", "counter", "LAN discovery announces sent (out) and received, by what became of them.",
+		sample{[]string{"result", "out"}, float64(e.LANAnnouncesOut)},
+		sample{[]string{"result", "accepted"}, float64(e.LANAnnouncesAccepted)},
+		sample{[]string{"result", "unknown"}, float64(e.LANAnnouncesUnknown)},
+		sample{[]string{"result", "unusable"}, float64(e.LANAnnouncesUnusable)},
+		sample{[]string{"result", "malformed"}, float64(e.LANAnnouncesMalformed)},
+		sample{[]string{"result", "rate_limited"}, float64(e.LANAnnouncesRateLimited)})
 	drops := []struct {
 		reason string
 		n      uint64

@@ -39,8 +39,7 @@ var navItems = []navItem{
 		Blurb: "Live audio and video, published on one box and watched on any other."},
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
-	{Path: "/gateway", Label: "Gateway", Soon: true,
-		Blurb: "Sharing an Internet connection with the rest of the community."},
+	{Path: "/gateway", Label: "Gateway"},
 	{Path: "/updates", Label: "Updates", Soon: true,
 		Blurb: "Signed software updates, passed from box to box."},
 	{Path: "/settings", Label: "Settings", Soon: true,
@@ -60,6 +59,7 @@ type panel struct {
 	setup     *template.Template
 	progress  *template.Template
 	accounts  *template.Template
+	gateway   *template.Template
 }
 
 // pageData is what every page's layout needs.

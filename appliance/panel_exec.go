@@ -48,6 +48,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
+		{&p.gateway, "gateway.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

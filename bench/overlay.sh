@@ -16,7 +16,8 @@ export SYSTEMS=${SYSTEMS:-"veth wireguard-go nebula tinc"}
 mkdir -p "$BIN" "$RES"
 
 [ -r "$PEERS_DIR/overlay-peers.sh" ] || { echo "no $PEERS_DIR/overlay-peers.sh (set PEERS_DIR)" >&2; exit 1; }
-(cd "$ROOT" && go build -o "$BIN/overlaynode" ./bench/overlaynode) || exit 1
+# Without cgo, as on a box (gokrazy): no libc pages in the RSS figures.
+(cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN/overlaynode" ./bench/overlaynode) || exit 1
 
 # Run a copy: the harness writes a .gitignore beside itself, and shared/ stays untouched.
 TMP=$(mktemp -d /tmp/cloudbox-bench-overlay.XXXXXX)

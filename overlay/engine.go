@@ -76,6 +76,16 @@ type Config struct {
 	// own.
 	LocalAddrs func() []netip.Addr
 
+	// LANInterval is how often the box announces its node key on its LANs
+	// so that peers there find its endpoint without the roster (see
+	// transport.RunLAN). 0 means transport.DefaultLANInterval; negative
+	// turns LAN discovery off.
+	LANInterval time.Duration
+
+	// LANPort is the UDP port of LAN discovery, the same on every box. 0
+	// means transport.DefaultLANPort.
+	LANPort uint16
+
 	// PathTiming tunes path discovery; zero fields take
 	// transport.DefaultTiming.
 	PathTiming transport.Timing
@@ -91,6 +101,13 @@ type Config struct {
 	// packet of a batch pins a 64 KiB buffer. 0 means
 	// transport.DefaultBatchSize.
 	BatchSize int
+
+	// MemoryTrim is how often the Engine checks whether a burst of traffic
+	// has ended; when one has, it runs the garbage collector and returns
+	// free memory to the operating system (see trimMemory: the packet
+	// buffers of a burst stay pooled otherwise). It affects the whole
+	// process. 0 means DefaultMemoryTrim; negative never trims.
+	MemoryTrim time.Duration
 }
 
 // Peer is a member of the community as the overlay needs it.
@@ -335,6 +352,17 @@ func (e *Engine) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bctx, bcancel := context.WithCancel(ctx)
 	wg.Go(func() { e.bind.Run(bctx) })
+	if e.cfg.LANInterval >= 0 {
+		lan := transport.LANConfig{Port: e.cfg.LANPort, Interval: e.cfg.LANInterval, Skip: name}
+		wg.Go(func() {
+			if err := e.bind.RunLAN(bctx, lan); err != nil {
+				e.log.Warn("lan discovery off", "err", err)
+			}
+		})
+	}
+	if every := cmp.Or(e.cfg.MemoryTrim, DefaultMemoryTrim); every > 0 {
+		wg.Go(func() { e.trimMemory(bctx, every) })
+	}
 	select {
 	case <-ctx.Done():
 	case <-dev.Wait():

@@ -158,6 +158,8 @@ type nodeConfig struct {
 	// Plain runs wireguard-go with its standard Bind instead of an Engine,
 	// the baseline for throughput. Peers need exactly one endpoint.
 	Plain bool
+	// LANInterval is Config.LANInterval.
+	LANInterval time.Duration
 }
 
 // nodeStatus is a node's answer to GET /status.
@@ -184,10 +186,11 @@ func runNode(path string) error {
 		return runPlainWireGuard(ctx, cfg, log)
 	}
 	e, err := New(Config{
-		Logger:     log,
-		PrivateKey: cfg.PrivateKey,
-		ListenPort: cfg.ListenPort,
-		IPv4:       cfg.IPv4,
+		Logger:      log,
+		PrivateKey:  cfg.PrivateKey,
+		ListenPort:  cfg.ListenPort,
+		IPv4:        cfg.IPv4,
+		LANInterval: cfg.LANInterval,
 	})
 	if err != nil {
 		return err

@@ -51,6 +51,8 @@ const (
 	maintainEvery   = time.Second
 	rejoinEvery     = 10 * time.Second
 	joinFanout      = 3
+	maxRefused      = 256             // strangers' names remembered for readmission...
+	refusedMemory   = 2 * time.Minute // ...for this long (rosters sync every few seconds)
 	announceTimeout = 2 * time.Second
 	leaveTimeout    = 3 * time.Second
 	checkParallel   = 8
@@ -151,6 +153,7 @@ type Catalog struct {
 	health  map[string]bool // by Service.key; absent = healthy
 	own     ownDoc
 	peers   map[string]*peer
+	refused map[string]time.Time // names whose gossip was refused as strangers, when
 	changed chan struct{}
 	stats   stats
 }
@@ -243,6 +246,7 @@ func New(cfg Config) (*Catalog, error) {
 		user:     make(map[string]localService),
 		health:   make(map[string]bool),
 		peers:    make(map[string]*peer),
+		refused:  make(map[string]time.Time),
 		changed:  make(chan struct{}),
 		client:   plainhttp.NewClient(plainhttp.ClientConfig{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}),
 		stats:    stats{rejected: make(map[rejectReason]uint64)},

@@ -44,7 +44,11 @@ func (c *Catalog) memberlistConfig() (*memberlist.Config, error) {
 	mc.RetransmitMult = 5
 	mc.GossipInterval = 200 * time.Millisecond
 	mc.TCPTimeout = 5 * time.Second
-	mc.PushPullInterval = 30 * time.Second
+	// Full state exchange with one random member every 10 s (memberlist
+	// stretches it above 32 members): it repairs summaries whose gossip
+	// was lost, so a new catalog version reaches everyone within about
+	// one interval even on a bad link.
+	mc.PushPullInterval = 10 * time.Second
 	mc.EnableCompression = false // summaries are tiny; do not inflate untrusted input
 	d := &gossipDelegate{c: c}
 	mc.Delegate, mc.Events, mc.Alive, mc.Merge = d, d, d, d
@@ -93,7 +97,7 @@ func (d *gossipDelegate) NotifyAlive(n *memberlist.Node) error {
 		}
 		return nil
 	}
-	c.countRefused()
+	c.refuseStrangers(n)
 	return fmt.Errorf("%w: %q", errNotMember, n.Name)
 }
 
@@ -105,8 +109,23 @@ func (d *gossipDelegate) NotifyMerge(peers []*memberlist.Node) error {
 			return nil
 		}
 	}
-	d.c.countRefused()
+	d.c.refuseStrangers(peers...)
 	return fmt.Errorf("refusing to merge with %d nodes: %w", len(peers), errNotMember)
+}
+
+// refuseStrangers counts refused gossip about nodes the roster does not
+// list and remembers their names: a box that joined through another one
+// is a stranger here until the rosters sync, and readmit joins it then.
+func (c *Catalog) refuseStrangers(nodes ...*memberlist.Node) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.gossipRefused++
+	for _, n := range nodes {
+		if _, ok := c.refused[n.Name]; ok || len(c.refused) < maxRefused {
+			c.refused[n.Name] = now
+		}
+	}
 }
 
 func (c *Catalog) countRefused() {

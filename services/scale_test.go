@@ -52,11 +52,7 @@ func testScale(t *testing.T) {
 	r := newTestRoster(t, n)
 	netw := catalogtest.NewNetwork()
 	netw.SetLoss(loss)
-	byID := map[string]int{}
-	for i := range r.members {
-		r.members[i].Gossip = netip.AddrPortFrom(r.members[i].IPv4, DefaultGossipPort)
-		byID[r.members[i].NodeID] = i
-	}
+	cfgs, byID := memConfigs(t, r, netw)
 	cats := make([]*Catalog, n)
 	var crashed atomic.Bool
 	fetch := func(ctx context.Context, from Member, owner string) ([]byte, error) {
@@ -64,31 +60,16 @@ func testScale(t *testing.T) {
 		if i == victim && crashed.Load() {
 			return nil, errors.New("connection timed out")
 		}
-		url := CatalogPath
-		if owner != from.NodeID {
-			url += "?node=" + owner
-		}
-		rec := httptest.NewRecorder()
-		cats[i].Handler().ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, url, nil))
-		if rec.Code != http.StatusOK {
-			return nil, fmt.Errorf("%s: %d", url, rec.Code)
-		}
-		return rec.Body.Bytes(), nil
+		return serveFetch(ctx, cats[i], from, owner)
 	}
-	for i := range n {
-		tr, err := netw.NewTransport(r.members[i].Gossip)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := r.config(i)
-		cfg.Transport = tr
+	for i, cfg := range cfgs {
 		cfg.Fetch = fetch
-		cfg.Check = func(context.Context, netip.AddrPort) error { return nil }
 		if i%20 == victim { // boxes 5, 25, 45...: one service each
 			cfg.Builtin = func() []Service {
 				return []Service{{Instance: "Panel of " + r.members[i].Name, Type: "_http._tcp", Port: 80}}
 			}
 		}
+		var err error
 		if cats[i], err = New(cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -205,4 +186,42 @@ func (c *Catalog) countAlive() int {
 		}
 	}
 	return n
+}
+
+// serveFetch is a Fetch that asks the handler of from's catalog c, without
+// sockets.
+func serveFetch(ctx context.Context, c *Catalog, from Member, owner string) ([]byte, error) {
+	url := CatalogPath
+	if owner != from.NodeID {
+		url += "?node=" + owner
+	}
+	rec := httptest.NewRecorder()
+	c.Handler().ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, url, nil))
+	if rec.Code != http.StatusOK {
+		return nil, fmt.Errorf("%s: %d", url, rec.Code)
+	}
+	return rec.Body.Bytes(), nil
+}
+
+// memConfigs gives r's members gossip addresses on netw and returns their
+// configurations, with netw's transports and a health check that always
+// passes, and the members' indexes by node ID.
+func memConfigs(t testing.TB, r *testRoster, netw *catalogtest.Network) ([]Config, map[string]int) {
+	t.Helper()
+	byID := map[string]int{}
+	cfgs := make([]Config, len(r.members))
+	for i := range r.members {
+		r.members[i].Gossip = netip.AddrPortFrom(r.members[i].IPv4, DefaultGossipPort)
+		byID[r.members[i].NodeID] = i
+	}
+	for i := range r.members {
+		tr, err := netw.NewTransport(r.members[i].Gossip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgs[i] = r.config(i)
+		cfgs[i].Transport = tr
+		cfgs[i].Check = func(context.Context, netip.AddrPort) error { return nil }
+	}
+	return cfgs, byID
 }

@@ -34,7 +34,11 @@ func (c *Catalog) maintainLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	t := time.NewTicker(maintainEvery)
 	defer t.Stop()
 	for {
-		if now := time.Now(); !now.Before(joinAt) {
+		now := time.Now()
+		if joinFailures > 0 && ml.NumMembers() > 1 {
+			joinAt = now // no longer alone: someone joined this box during the back-off
+		}
+		if !now.Before(joinAt) {
 			if c.join(ml) {
 				joinFailures = 0
 				joinAt = now.Add(rejoinEvery)
@@ -43,6 +47,7 @@ func (c *Catalog) maintainLoop(ctx context.Context, ml *memberlist.Memberlist) {
 				joinAt = now.Add(min(time.Duration(joinFailures)*rejoinEvery, 6*rejoinEvery))
 			}
 		}
+		c.readmit(ml)
 		c.renew()
 		c.sweep()
 		select {
@@ -57,16 +62,11 @@ func (c *Catalog) maintainLoop(ctx context.Context, ml *memberlist.Memberlist) {
 // alive: all of them when this box is alone, one otherwise (to heal a
 // partition). It reports whether this box is in touch with anyone.
 func (c *Catalog) join(ml *memberlist.Memberlist) bool {
-	alive := make(map[string]bool)
-	for _, n := range ml.Members() {
-		alive[n.Name] = true
-	}
+	alive := aliveNames(ml)
 	var missing []string
 	for id, m := range c.roster.all() {
-		if !alive[id] && id != c.cfg.Self.NodeID {
-			if a := c.gossipAddr(m); a.IsValid() {
-				missing = append(missing, id+"/"+a.String())
-			}
+		if a, ok := c.joinAddr(id, m); ok && !alive[id] {
+			missing = append(missing, a)
 		}
 	}
 	if len(missing) == 0 {
@@ -82,6 +82,61 @@ func (c *Catalog) join(ml *memberlist.Memberlist) bool {
 		c.log.Debug("catalog join", "err", err)
 	}
 	return joined > 0 || !alone
+}
+
+// readmit joins, a few a second, the members whose gossip was refused
+// while the roster did not list them yet (a box that joined the community
+// through another box is unknown to the others until their rosters sync).
+// memberlist drops a refused alive message without a trace and its
+// broadcast is not repeated, so without this it would learn of the member
+// only at the next join or push/pull, tens of seconds later.
+func (c *Catalog) readmit(ml *memberlist.Memberlist) {
+	roster := c.roster.all()
+	alive := aliveNames(ml)
+	now := time.Now()
+	var addrs []string
+	c.mu.Lock()
+	for id, at := range c.refused {
+		m, ok := roster[id]
+		switch {
+		case ok && alive[id]: // readmitted meanwhile
+			delete(c.refused, id)
+		case ok && len(addrs) < joinFanout:
+			delete(c.refused, id)
+			if a, ok := c.joinAddr(id, m); ok {
+				addrs = append(addrs, a)
+			}
+		case !ok && now.Sub(at) > refusedMemory:
+			delete(c.refused, id)
+		}
+	}
+	c.mu.Unlock()
+	if len(addrs) == 0 {
+		return
+	}
+	if _, err := ml.Join(addrs); err != nil {
+		c.log.Debug("catalog readmission", "err", err)
+	}
+}
+
+// aliveNames is the set of nodes memberlist counts as alive, this one
+// included.
+func aliveNames(ml *memberlist.Memberlist) map[string]bool {
+	alive := make(map[string]bool)
+	for _, n := range ml.Members() {
+		alive[n.Name] = true
+	}
+	return alive
+}
+
+// joinAddr is the address of member m (ID id) in memberlist's Join syntax
+// ("name/ip:port"); false for this box and members without an address.
+func (c *Catalog) joinAddr(id string, m Member) (string, bool) {
+	a := c.gossipAddr(m)
+	if id == c.cfg.Self.NodeID || !a.IsValid() {
+		return "", false
+	}
+	return id + "/" + a.String(), true
 }
 
 // renew re-signs this box's catalog when two thirds of its lease passed.

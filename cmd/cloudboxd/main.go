@@ -16,6 +16,16 @@
 // speaks mDNS: <name>.local, its services and the community's, and it
 // publishes LAN services of the --mdns-browse types to the community.
 //
+// With --gateway the box shares its uplink with the community: an HTTP proxy
+// (--gateway-http) and SOCKS5 (--gateway-socks) for members, with the
+// fair-use limits --gateway-user-rate, --gateway-user-conns,
+// --gateway-daily-quota and --gateway-total-rate. Every box serves the PAC
+// file /proxy.pac and a local proxy port (--gateway-local, "off" to close)
+// that forwards to the best gateway. A gateway checks its uplink by dialling
+// --gateway-probe every 30 s and publishes the result; it keeps no access
+// log unless --gateway-log names the fields to keep (for
+// --gateway-log-days days, under the state directory).
+//
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
 // --api-token-file names an administrator's API token for automation.
@@ -38,6 +48,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/appliance"
 	"github.com/cloudbox/cloudbox/internal/buildinfo"
+	"github.com/cloudbox/cloudbox/services/proxy"
 )
 
 func main() {
@@ -67,7 +78,19 @@ func main() {
 			"`FILE` the first-boot wizard's setup code is written to (default: setup-code.txt in --state-dir)")
 		tokenFile = flag.String("api-token-file", "",
 			"`FILE` holding an API token (32+ characters) accepted as an administrator's, for automation")
-		version = flag.Bool("version", false, "print the version and exit")
+		gateway     = flag.Bool("gateway", false, "share this box's Internet connection with the community (HTTP proxy and SOCKS5)")
+		gwHTTP      = flag.String("gateway-http", appliance.DefaultGatewayHTTPAddr, "`ADDR` of the gateway's HTTP proxy")
+		gwSOCKS     = flag.String("gateway-socks", appliance.DefaultGatewaySOCKSAddr, "`ADDR` of the gateway's SOCKS5, or \"off\"")
+		gwLocal     = flag.String("gateway-local", appliance.DefaultGatewayLocalAddr, "`ADDR` of the local proxy port that forwards to the best gateway, or \"off\"")
+		gwFed       = flag.String("gateway-federation", "community", "whose users the gateway serves: community, own, or comma-separated node `IDS`")
+		gwRate      = flag.Int64("gateway-user-rate", 0, "per-user bandwidth limit in `BYTES` per second and direction (0: none)")
+		gwConns     = flag.Int("gateway-user-conns", 0, "per-user limit of concurrent connections (0: none)")
+		gwQuota     = flag.Int64("gateway-daily-quota", 0, "per-user daily quota in `BYTES` (0: none)")
+		gwTotalRate = flag.Int64("gateway-total-rate", 0, "bandwidth cap of all users together in `BYTES` per second and direction (0: none)")
+		gwLog       = flag.String("gateway-log", "", "comma-separated `FIELDS` of the gateway's access log, e.g. time,user,box,host,status,bytes (of "+strings.Join(proxy.AccessLogFields, ",")+"; empty: no access log)")
+		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
+		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
+		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
 	if *version {
@@ -84,19 +107,33 @@ func main() {
 		os.Exit(2)
 	}
 
+	fed, fedBoxes := federation(*gwFed)
+	logFields, err := proxy.ParseAccessLogFields(*gwLog)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cloudboxd: --gateway-log: %v\n", err)
+		os.Exit(2)
+	}
+	if *gwLogDays < 1 {
+		fmt.Fprintf(os.Stderr, "cloudboxd: --gateway-log-days %d: at least 1\n", *gwLogDays)
+		os.Exit(2)
+	}
+
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	err := appliance.Run(ctx, appliance.Config{
+	err = appliance.Run(ctx, appliance.Config{
 		StateDir: *stateDir,
 		HTTPAddr: *httpAddr,
 		Name:     *name,
 		Board:    *board,
 		Logger:   logger,
 
-		SetupCodeFile:  *setupCode,
-		AdminTokenFile: *tokenFile,
+		SetupCodeFile: *setupCode,
+		// On a box (state in /perm) the setup code also goes to the
+		// HDMI screen and serial port.
+		SetupCodeConsole: boxConsole(*stateDir),
+		AdminTokenFile:   *tokenFile,
 		Overlay: appliance.OverlayConfig{
 			ListenPort:    uint16(*overlayPort),
 			InterfaceName: *overlayIf,
@@ -106,6 +143,12 @@ func main() {
 			Disabled:  *mdnsIf == "off",
 			Interface: mdnsInterface(*mdnsIf),
 			Browse:    splitList(*mdnsBrowse),
+		},
+		Gateway: appliance.GatewayConfig{
+			Enabled: *gateway, HTTPAddr: *gwHTTP, SOCKSAddr: *gwSOCKS, NoSOCKS: *gwSOCKS == "off",
+			LocalAddr: strings.Join(splitList(*gwLocal), ","), Federation: fed, FederatedBoxes: fedBoxes,
+			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
+			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
 		},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
@@ -131,6 +174,17 @@ func splitList(s string) []string {
 	return out
 }
 
+// federation parses --gateway-federation.
+func federation(v string) (proxy.Federation, []string) {
+	switch v {
+	case "community":
+		return proxy.FederateCommunity, nil
+	case "own":
+		return proxy.FederateOwn, nil
+	}
+	return proxy.FederateList, splitList(v)
+}
+
 // mdnsInterface is the interface of --mdns: "" for "auto" (and "off",
 // which disables mDNS anyway).
 func mdnsInterface(flagValue string) string {
@@ -138,4 +192,13 @@ func mdnsInterface(flagValue string) string {
 		return ""
 	}
 	return flagValue
+}
+
+// boxConsole is the console the setup code is shown on: /dev/console when
+// cloudboxd runs on a box (its state in /perm), none in host mode.
+func boxConsole(stateDir string) string {
+	if stateDir == appliance.DefaultStateDir {
+		return "/dev/console"
+	}
+	return ""
 }

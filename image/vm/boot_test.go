@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -96,7 +97,17 @@ func boot(t *testing.T, img string, uefi bool) (status, time.Duration) {
 			err = json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
 			if err == nil && resp.StatusCode == http.StatusOK {
-				return st, time.Since(start)
+				took := time.Since(start)
+				// A fresh box shows its first-boot setup code on the
+				// console (HDMI and serial), for whoever plugged it in.
+				codeRE := regexp.MustCompile(`Setup code: [A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}`)
+				for wait := time.Now().Add(10 * time.Second); !codeRE.MatchString(console.String()); time.Sleep(200 * time.Millisecond) {
+					if time.Now().After(wait) {
+						t.Errorf("the serial console does not show the setup code:\n%s", console)
+						break
+					}
+				}
+				return st, took
 			}
 		}
 		time.Sleep(500 * time.Millisecond)

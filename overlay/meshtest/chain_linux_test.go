@@ -62,16 +62,28 @@ func TestMeshChain(t *testing.T) {
 	p = waitPath(t, b, "a", 10*time.Second, relayedVia("r2", "r3"))
 	t.Logf("b -> a: %s, RTT %.2f ms", p.Endpoint, *p.RTTMs)
 	// r1 forwards a's and b's packets without decrypting them: they never
-	// reach its WireGuard or its TUN.
+	// reach its WireGuard or its TUN. r1's own traffic (roster, catalog
+	// gossip) is measured after them, over a quiet window as long.
+	pingStart := time.Now()
 	fwd, tun := metric(t, r1, "cloudbox_overlay_relay_forwarded_packets_total"), metric(t, r1, "cloudbox_overlay_tun_packets_total")
-	if _, err := ping(a.ns, addrs["b"][0], 30, 2); err != nil {
+	tun0 := tun
+	// A lost ping over two relays on a loaded machine is not the point
+	// here: the counts below are (at least 60 forwarded means the pings
+	// went through r1).
+	if _, err := ping(a.ns, addrs["b"][0], 30, 2); err != nil && !strings.Contains(err.Error(), "lost packets") {
 		t.Fatal(err)
+	} else if err != nil {
+		t.Logf("during the counting pings: %v", err)
 	}
+	pingTime := time.Since(pingStart)
 	fwd, tun = metric(t, r1, "cloudbox_overlay_relay_forwarded_packets_total")-fwd, metric(t, r1, "cloudbox_overlay_tun_packets_total")-tun
-	if fwd < 60 || tun >= 30 {
-		t.Errorf("during 30 pings a <-> b, r1 forwarded %v packets and wrote %v to its TUN; want >= 60 forwarded and fewer than 30 (its own traffic) decrypted", fwd, tun)
+	time.Sleep(pingTime)
+	quiet := metric(t, r1, "cloudbox_overlay_tun_packets_total") - tun0 - tun
+	// Decrypting the pings would add at least 60 packets over r1's own.
+	if fwd < 60 || tun-quiet >= 30 {
+		t.Errorf("during 30 pings a <-> b, r1 forwarded %v packets and wrote %v to its TUN (%v in as long without pings); want >= 60 forwarded and fewer than 30 more than its own traffic", fwd, tun, quiet)
 	}
-	t.Logf("30 pings a <-> b: r1 forwarded %v packets, decrypted %v (its own roster traffic)", fwd, tun)
+	t.Logf("30 pings a <-> b: r1 forwarded %v packets, wrote %v to its TUN, %v in as long without pings (its own traffic)", fwd, tun, quiet)
 
 	// The second relay stops: r1 moves to the other one.
 	second.stop(t)
@@ -92,7 +104,8 @@ func TestMeshChain(t *testing.T) {
 		to   string
 	}{{a, "b"}, {b, "a"}} {
 		for fam, addr := range addrs[c.to] {
-			if _, err := ping(c.from.ns, addr, 3, 2); err != nil {
+			// b's own path to a may still be moving off the stopped relay.
+			if _, err := pingUntil(c.from.ns, addr, 15*time.Second); err != nil {
 				t.Errorf("%s -> %s over IPv%d through r1 and %s: %v", c.from.name, c.to, []int{4, 6}[fam], spare.name, err)
 			}
 		}

@@ -113,6 +113,7 @@ type box struct {
 	addr  netip.Addr // underlay
 	dir   string     // --state-dir
 	token string     // invitation, "" for the founder
+	args  []string   // more cloudboxd arguments, for community
 	bin   binaries
 
 	// Set by start.
@@ -186,47 +187,53 @@ func newBoxIn(t *testing.T, bin binaries, ns *netnstest.NS, name string, addr ne
 }
 
 // nsDialer returns a DialContext that opens its sockets inside the network
-// namespace at path: it switches a locked OS thread into the namespace for
-// the socket call and back afterwards. A thread that cannot switch back is
-// left locked, so that the runtime ends it with the goroutine.
+// namespace at path (see inNetNS).
 func nsDialer(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			orig, err := os.Open("/proc/thread-self/ns/net")
-			if err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{nil, err}
-				return
-			}
-			defer orig.Close()
-			target, err := os.Open(path)
-			if err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{nil, err}
-				return
-			}
-			defer target.Close()
-			if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{nil, fmt.Errorf("entering %s: %w", path, err)}
-				return
-			}
+		var c net.Conn
+		err := inNetNS(path, func() (err error) {
 			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			}
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
 	}
+}
+
+// inNetNS calls f on a locked OS thread switched into the network namespace
+// at path, and switches back afterwards: sockets f opens stay in the
+// namespace. A thread that cannot switch back is left locked, so that the
+// runtime ends it with the goroutine.
+func inNetNS(path string, f func() error) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- fmt.Errorf("entering %s: %w", path, err)
+			return
+		}
+		err = f()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- err
+	}()
+	return <-ch
 }
 
 var listeningRE = regexp.MustCompile(`msg="http listening"`)
@@ -404,10 +411,15 @@ func (b *box) peerNamed(name string) (peer, error) {
 // self returns the box's own entry.
 func (b *box) self(t *testing.T) peer {
 	t.Helper()
-	ps, err := b.peers()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Right after a start the overlay may still be starting.
+	var ps []peer
+	netnstest.WaitFor(t, 20*time.Second, func() string {
+		var err error
+		if ps, err = b.peers(); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
 	for _, p := range ps {
 		if p.Self {
 			return p
@@ -546,9 +558,9 @@ func community(t *testing.T, bin binaries, boxes []*box, bootstrap string) (addr
 		b.token = cli(t, bin, "invite", "--state-dir", founder.dir, "--name", b.name, "--bootstrap", bootstrap)
 	}
 	for _, b := range boxes {
-		var args []string
+		args := slices.Clone(b.args)
 		if b.token != "" {
-			args = []string{"--join", b.token}
+			args = append(args, "--join", b.token)
 		}
 		b.start(t, args...)
 	}

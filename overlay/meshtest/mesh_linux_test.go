@@ -334,6 +334,11 @@ func pingAll(t *testing.T, from, to []*box, addrs map[string][2]string, timeout 
 					if err == nil {
 						rtt, err = ping(f.ns, a, 2, 2)
 					}
+					if err != nil && strings.Contains(err.Error(), "lost packets") {
+						// One ping lost while paths settle on a busy
+						// machine; a second loss in a row fails.
+						rtt, err = ping(f.ns, a, 2, 2)
+					}
 					mu.Lock()
 					results = append(results, res{pair, rtt, err})
 					mu.Unlock()

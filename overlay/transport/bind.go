@@ -29,10 +29,11 @@ type Config struct {
 	// uses. Required: New refuses the zero key.
 	PrivateKey [32]byte
 
-	// Inner is the UDP Bind that carries all packets. Nil means
-	// conn.NewStdNetBind(), which keeps wireguard-go's batched I/O
-	// (recvmmsg/sendmmsg, UDP GSO/GRO). The Bind owns Inner: its Open and
-	// Close open and close Inner.
+	// Inner is the UDP Bind that carries all packets. Nil means the
+	// package's own on Linux (batched I/O with recvmmsg/sendmmsg and UDP
+	// GSO/GRO, on one dual-stack socket, with no allocation per packet;
+	// see udp_linux.go) and conn.NewStdNetBind() elsewhere. The Bind owns
+	// Inner: its Open and Close open and close Inner.
 	Inner conn.Bind
 
 	// LocalAddrs returns this box's underlay addresses; with the listen
@@ -112,6 +113,7 @@ type Bind struct {
 	port       uint16                       // actual listen port while open, else 0
 	reflexive  map[netip.AddrPort]time.Time // our endpoints as peers saw them
 	relayCands []*peer                      // peers with a live direct path, best first
+	announces  announceLimiter              // LAN announces handled
 }
 
 // peer is one configured peer.
@@ -187,7 +189,7 @@ func New(cfg Config) (*Bind, error) {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	if b.inner == nil {
-		b.inner = conn.NewStdNetBind()
+		b.inner = newUDPBind()
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -902,6 +904,16 @@ func (b *Bind) pingLocked(t *peerTable, p *peer, to target, now time.Time) (outg
 	return o, true
 }
 
+// pingSoonLocked pings p's direct path to addr unless the path is live or
+// was just pinged.
+func (b *Bind) pingSoonLocked(t *peerTable, p *peer, addr netip.AddrPort, now time.Time) (outgoing, bool) {
+	d := p.paths.find(addr)
+	if d == nil || d.live(now, b.timing.Trust) || now.Sub(d.lastPing) < b.timing.Heartbeat/20 {
+		return outgoing{}, false
+	}
+	return b.pingLocked(t, p, target{addr: addr}, now)
+}
+
 // sealDisco frames a disco message to p.
 func (b *Bind) sealDisco(p *peer, m disco.Message) ([]byte, error) {
 	pkt := make([]byte, 0, 2*HeaderLen+disco.Overhead+disco.MaxPlaintextLen)
@@ -976,11 +988,9 @@ func (b *Bind) handleDisco(t *peerTable, pkt []byte, ep conn.Endpoint, relay *pe
 				b.log.Debug("learned endpoint", "peer", sender.String(), "addr", from)
 			}
 			// Confirm the path from our side too, now rather than at the
-			// next heartbeat, unless it is live or was just pinged.
-			if d := sender.paths.find(from); d != nil && !d.live(now, b.timing.Trust) && now.Sub(d.lastPing) >= b.timing.Heartbeat/20 {
-				if o, ok := b.pingLocked(t, sender, target{addr: from}, now); ok {
-					out = append(out, o)
-				}
+			// next heartbeat.
+			if o, ok := b.pingSoonLocked(t, sender, from, now); ok {
+				out = append(out, o)
 			}
 			b.mu.Unlock()
 		}

@@ -29,6 +29,21 @@
 // sends a call-me-maybe through the relay so that both ends ping each other
 // at the same moment, which opens most NAT mappings (hole punching).
 //
+// LAN discovery (announce.go, lan.go) finds peers on the same LAN that no
+// roster record or bootstrap names an endpoint for. RunLAN sends, at start
+// and every LANConfig.Interval, an announce to 224.0.0.1 and ff02::1 on each
+// multicast interface but the overlay's, to a port of its own
+// (DefaultLANPort):
+//
+//	announce       0xCB 0x05 node key (32)        overlay port (2)
+//
+// It is not authenticated. A receiver that has the key as a peer only adds
+// the sender's address with that port as a candidate endpoint and pings it;
+// the sealed disco ping/pong decides, so a forged announce costs one ping.
+// Announces are rate-limited, and those of unknown keys, from link-local
+// IPv6 sources (the socket sends without zones) or malformed are dropped;
+// Stats counts each.
+//
 // WireGuard is configured with one Endpoint per peer (ParseEndpoint of the
 // peer's node key in hex) and with roaming disabled, so WireGuard never
 // changes where it sends; the Bind does.

@@ -420,6 +420,10 @@ func (ps *pathSet) expire(now time.Time) (removed bool) {
 	return removed
 }
 
+// relaySwitchMargin is how much faster, at least, another relay must be
+// before a peer's packets leave the relay they use.
+const relaySwitchMargin = 2 * time.Millisecond
+
 // choose decides where packets go now and remembers it. relays lists the
 // peers that could relay to this one (they have a live direct path from us),
 // best first.
@@ -449,8 +453,10 @@ func (ps *pathSet) decide(now time.Time, relays []Key) choice {
 		}
 	}
 	if bestRelay != nil && ps.cur.kind == choiceRelay && ps.cur.via != best {
-		// Stay on the current relay unless another is clearly faster.
-		if r := ps.relays[ps.cur.via]; r != nil && r.live(now, ps.timing.Trust) && slices.Contains(relays, ps.cur.via) && r.rtt <= bestRelay.rtt+bestRelay.rtt/5 {
+		// Stay on the current relay unless another is clearly faster: by a
+		// fifth and by relaySwitchMargin, so that sub-millisecond jitter on
+		// a LAN does not move packets back and forth between relays.
+		if r := ps.relays[ps.cur.via]; r != nil && r.live(now, ps.timing.Trust) && slices.Contains(relays, ps.cur.via) && r.rtt <= bestRelay.rtt+max(bestRelay.rtt/5, relaySwitchMargin) {
 			best, bestRelay = ps.cur.via, r
 		}
 	}

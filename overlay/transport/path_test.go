@@ -126,6 +126,30 @@ func TestPathSelection(t *testing.T) {
 			// r1 loses its direct path from us: it is no candidate any more.
 			h.want([]Key{r2}, choiceRelay, netip.AddrPort{}, r2, true)
 		}},
+		{"relay-jitter-keeps-current-relay", func(h *pathHarness) {
+			h.advance(DefaultTiming.DirectGrace)
+			h.ping(relays...)
+			h.advance(900 * time.Microsecond)
+			h.pongRelay(r1)
+			h.want(relays, choiceRelay, netip.AddrPort{}, r1, true)
+			// r2 answers in a third of the time, but by less than
+			// relaySwitchMargin: r1 stays.
+			h.advance(DefaultTiming.Heartbeat)
+			h.ping(relays...)
+			h.advance(300 * time.Microsecond)
+			h.pongRelay(r2)
+			h.advance(600 * time.Microsecond)
+			h.pongRelay(r1)
+			h.want(relays, choiceRelay, netip.AddrPort{}, r1, true)
+			// 10 ms against 3 ms is clearly faster: r2 takes over.
+			h.advance(DefaultTiming.Heartbeat)
+			h.ping(relays...)
+			h.advance(3 * time.Millisecond)
+			h.pongRelay(r2)
+			h.advance(7 * time.Millisecond)
+			h.pongRelay(r1)
+			h.want(relays, choiceRelay, netip.AddrPort{}, r2, true)
+		}},
 		{"dead-relay-without-alternative-unconfirmed-other", func(h *pathHarness) {
 			h.advance(DefaultTiming.DirectGrace)
 			h.ping(r1)

@@ -33,6 +33,15 @@ type Stats struct {
 	DropDiscoUnsolicited uint64 // pong for no outstanding ping (late, replayed or wrong path)
 	// SendErrors counts sends the inner Bind failed.
 	SendErrors uint64
+
+	// LAN announces (see HandleAnnounce and RunLAN). LANAnnouncesOut
+	// counts announces sent, one per interface and address family.
+	LANAnnouncesOut         uint64
+	LANAnnouncesAccepted    uint64 // named a peer: its endpoint became a candidate
+	LANAnnouncesUnknown     uint64 // named a key that is not a peer
+	LANAnnouncesUnusable    uint64 // from a link-local IPv6 or excluded address
+	LANAnnouncesMalformed   uint64 // does not parse
+	LANAnnouncesRateLimited uint64 // beyond the rate limit, not looked at
 }
 
 // counters is the live form of Stats.
@@ -52,30 +61,40 @@ type counters struct {
 	dropDiscoAuth            atomic.Uint64
 	dropDiscoUnsolicited     atomic.Uint64
 	sendErrors               atomic.Uint64
+	lanOut, lanAccepted      atomic.Uint64
+	lanUnknown, lanUnusable  atomic.Uint64
+	lanMalformed             atomic.Uint64
+	lanRateLimited           atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		WireGuardPacketsIn:    c.wgPacketsIn.Load(),
-		WireGuardBytesIn:      c.wgBytesIn.Load(),
-		WireGuardPacketsOut:   c.wgPacketsOut.Load(),
-		WireGuardBytesOut:     c.wgBytesOut.Load(),
-		DataPacketsIn:         c.dataPacketsIn.Load(),
-		HandshakesIn:          c.handshakesIn.Load(),
-		HandshakesOut:         c.handshakesOut.Load(),
-		RelayedPacketsIn:      c.relayedIn.Load(),
-		RelayedPacketsOut:     c.relayedOut.Load(),
-		RelayForwardedPackets: c.fwdPackets.Load(),
-		RelayForwardedBytes:   c.fwdBytes.Load(),
-		DiscoIn:               c.discoIn.Load(),
-		DiscoOut:              c.discoOut.Load(),
-		DropMalformed:         c.dropMalformed.Load(),
-		DropUnknownPeer:       c.dropUnknownPeer.Load(),
-		DropRelayNotAllowed:   c.dropRelayNotAllowed.Load(),
-		DropRelayNoPath:       c.dropRelayNoPath.Load(),
-		DropDiscoAuth:         c.dropDiscoAuth.Load(),
-		DropDiscoUnsolicited:  c.dropDiscoUnsolicited.Load(),
-		SendErrors:            c.sendErrors.Load(),
+		WireGuardPacketsIn:      c.wgPacketsIn.Load(),
+		WireGuardBytesIn:        c.wgBytesIn.Load(),
+		WireGuardPacketsOut:     c.wgPacketsOut.Load(),
+		WireGuardBytesOut:       c.wgBytesOut.Load(),
+		DataPacketsIn:           c.dataPacketsIn.Load(),
+		HandshakesIn:            c.handshakesIn.Load(),
+		HandshakesOut:           c.handshakesOut.Load(),
+		RelayedPacketsIn:        c.relayedIn.Load(),
+		RelayedPacketsOut:       c.relayedOut.Load(),
+		RelayForwardedPackets:   c.fwdPackets.Load(),
+		RelayForwardedBytes:     c.fwdBytes.Load(),
+		DiscoIn:                 c.discoIn.Load(),
+		DiscoOut:                c.discoOut.Load(),
+		DropMalformed:           c.dropMalformed.Load(),
+		DropUnknownPeer:         c.dropUnknownPeer.Load(),
+		DropRelayNotAllowed:     c.dropRelayNotAllowed.Load(),
+		DropRelayNoPath:         c.dropRelayNoPath.Load(),
+		DropDiscoAuth:           c.dropDiscoAuth.Load(),
+		DropDiscoUnsolicited:    c.dropDiscoUnsolicited.Load(),
+		SendErrors:              c.sendErrors.Load(),
+		LANAnnouncesOut:         c.lanOut.Load(),
+		LANAnnouncesAccepted:    c.lanAccepted.Load(),
+		LANAnnouncesUnknown:     c.lanUnknown.Load(),
+		LANAnnouncesUnusable:    c.lanUnusable.Load(),
+		LANAnnouncesMalformed:   c.lanMalformed.Load(),
+		LANAnnouncesRateLimited: c.lanRateLimited.Load(),
 	}
 }
 

@@ -41,11 +41,15 @@ func (f Federation) String() string {
 // to record of a finished request or tunnel. Host is the requested host
 // name or address, as the client gave it.
 type AccessEntry struct {
-	Time      time.Time
-	User      string // "" without authentication
-	Box       string // the issuing box of the user's credential
-	Method    string // "GET", ..., "CONNECT", or "SOCKS5"
-	Host      string
+	Time   time.Time
+	User   string // "" without authentication
+	Box    string // the issuing box of the user's credential
+	Method string // "GET", ..., "CONNECT", or "SOCKS5"
+	Host   string
+	// URL is the full request target, with path and query, of a plain
+	// HTTP request, host:port of a tunnel. An access log keeps it only
+	// when the owner asked for it (see AccessLogFields).
+	URL       string
 	Status    int // HTTP status, 200 for a tunnel that was opened
 	BytesUp   int64
 	BytesDown int64
@@ -75,8 +79,16 @@ type Config struct {
 	// Keys returns the X25519 node public key of a box of the community by
 	// its node ID (the roster). nil turns authentication off: every client
 	// is the anonymous user "" and shares its limits. Keys must be safe for
-	// concurrent use and fast; it is called only on a credential cache miss.
+	// concurrent use and fast; it is called on a credential cache miss (and
+	// on every hit when KeysAuthoritative).
 	Keys func(nodeID string) (pub [32]byte, ok bool)
+	// KeysAuthoritative says that Keys knows every member of the
+	// community, online or not (a roster, which keeps offline members), so
+	// that a box it does not know was revoked or its membership expired:
+	// cached credentials of such a box are then refused at once. False
+	// keeps cached credentials working while Keys forgets their box, for a
+	// Keys that only knows the boxes online.
+	KeysAuthoritative bool
 	// NodeID is this box's node ID: its users are always served, and
 	// credentials restricted to a list of gateways must name it.
 	NodeID string

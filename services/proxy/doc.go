@@ -19,7 +19,8 @@
 // around the rule. Fair use: per-user bandwidth (a token bucket on both
 // directions), per-user concurrent connections, an optional daily quota and
 // an overall bandwidth cap. Access logs are off unless [Config.AccessLog] is
-// set.
+// set; [AccessLog] keeps only the fields the owner chose, one file per day,
+// for a bounded number of days.
 //
 // [RenderPAC] writes the proxy auto-config file that points clients to the
 // nearest gateways; serving it (and WPAD) is the appliance's job, as are

@@ -161,7 +161,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		n, cerr = copyFlushing(w, resp.Body) // streams of unknown length go out as they come
 	}
 	done(cerr == nil)
-	p.logAccess(u, r.Method, r.URL.Hostname(), resp.StatusCode, r.ContentLength, n)
+	p.logAccess(u, r.Method, r.URL.Hostname(), r.URL.String(), resp.StatusCode, r.ContentLength, n)
 }
 
 // via returns this gateway's entry of the Via field.
@@ -327,6 +327,6 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, cc *clientC
 		defer conn.Close()
 		defer dst.Close()
 		upN, downN := p.tunnel(cc, dst, u)
-		p.logAccess(u, http.MethodConnect, host, http.StatusOK, upN, downN)
+		p.logAccess(u, http.MethodConnect, host, r.Host, http.StatusOK, upN, downN)
 	})
 }

@@ -401,6 +401,11 @@ func (p *Proxy) authenticate(name, token string) (*user, error) {
 		if !now.Before(c.Expires) {
 			return nil, ErrExpired
 		}
+		if p.cfg.KeysAuthoritative {
+			if _, known := p.cfg.Keys(c.Box); !known {
+				return nil, fmt.Errorf("box %s is no longer a member: %w", c.Box, ErrBadCredential)
+			}
+		}
 	} else {
 		var err error
 		if c, err = VerifyCredential(token, p.cfg.Keys, now); err != nil {
@@ -437,11 +442,11 @@ func (p *Proxy) federates(c Credential) error {
 }
 
 // logAccess reports a finished request or tunnel to Config.AccessLog.
-func (p *Proxy) logAccess(u *user, method, host string, status int, upBytes, downBytes int64) {
+func (p *Proxy) logAccess(u *user, method, host, url string, status int, upBytes, downBytes int64) {
 	if p.cfg.AccessLog == nil {
 		return
 	}
-	e := AccessEntry{Time: p.cfg.Now(), Method: method, Host: host, Status: status, BytesUp: upBytes, BytesDown: downBytes}
+	e := AccessEntry{Time: p.cfg.Now(), Method: method, Host: host, URL: url, Status: status, BytesUp: upBytes, BytesDown: downBytes}
 	if u != nil {
 		e.User, e.Box = u.name, u.box
 	}

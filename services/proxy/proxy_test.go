@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -92,7 +93,7 @@ func TestCurlRefused(t *testing.T) {
 		{"expired", "alice:" + home.issue(t, "alice", -time.Minute)},
 		{"forged", "alice:" + forgedTok},
 		{"unknown box", "alice:" + stranger.issue(t, "alice", time.Hour)},
-		{"tampered", "alice:" + good[:len(good)-2] + "AA"},
+		{"tampered", "alice:" + tamper(good)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"-x", "http://" + httpAddr, plain.URL + "/small"}
@@ -445,6 +446,21 @@ func TestCachedCredentialOutlivesKey(t *testing.T) {
 	if _, err := p.authenticate("alice", home.issue(t, "alice", time.Hour)); err == nil {
 		t.Errorf("a new credential of an unknown box was accepted")
 	}
+
+	// With a roster as Keys, a box it forgets was revoked: its cached
+	// credentials stop working at once.
+	online = true
+	p, err = New(Config{Keys: keys, KeysAuthoritative: true, LocalNets: []netip.Prefix{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.authenticate("alice", tok); err != nil {
+		t.Fatal(err)
+	}
+	online = false
+	if _, err := p.authenticate("alice", tok); !errors.Is(err, ErrBadCredential) {
+		t.Errorf("cached credential of a revoked box: %v, want ErrBadCredential", err)
+	}
 }
 
 func TestMetrics(t *testing.T) {
@@ -489,4 +505,16 @@ func TestUpstreamKeepAlive(t *testing.T) {
 	if n := plain.conns(); n != 2 {
 		t.Errorf("origin saw %d connections, want 2 after it closed the first", n)
 	}
+}
+
+// tamper changes one character of a token's signature, always to another
+// one (replacing the end with a fixed string is a no-op when the token
+// already ends with it).
+func tamper(tok string) string {
+	i := len(tok) - 10
+	c := byte('A')
+	if tok[i] == 'A' {
+		c = 'B'
+	}
+	return tok[:i] + string(c) + tok[i+1:]
 }

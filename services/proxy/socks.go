@@ -256,7 +256,7 @@ func (p *Proxy) handleSOCKS(cc *clientConn) {
 	defer dst.Close()
 	c.SetDeadline(time.Time{})
 	upN, downN := p.tunnel(cc, dst, u)
-	p.logAccess(u, "SOCKS5", req.host, 200, upN, downN)
+	p.logAccess(u, "SOCKS5", req.host, net.JoinHostPort(req.host, strconv.Itoa(int(req.port))), 200, upN, downN)
 }
 
 func (p *Proxy) socksBad(err error) {
