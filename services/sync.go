@@ -63,7 +63,7 @@ func (c *Catalog) maintainLoop(ctx context.Context, ml *memberlist.Memberlist) {
 // partition). It reports whether this box is in touch with anyone.
 func (c *Catalog) join(ml *memberlist.Memberlist) bool {
 	alive := aliveNames(ml)
-	var missing []string
+	var missing []memberlist.Address
 	for id, m := range c.roster.all() {
 		if a, ok := c.joinAddr(id, m); ok && !alive[id] {
 			missing = append(missing, a)
@@ -77,7 +77,7 @@ func (c *Catalog) join(ml *memberlist.Memberlist) bool {
 	if alone {
 		n = joinFanout
 	}
-	joined, err := ml.Join(randomSubset(missing, n))
+	joined, err := join(ml, randomSubset(missing, n))
 	if err != nil && alone {
 		c.log.Debug("catalog join", "err", err)
 	}
@@ -94,7 +94,7 @@ func (c *Catalog) readmit(ml *memberlist.Memberlist) {
 	roster := c.roster.all()
 	alive := aliveNames(ml)
 	now := time.Now()
-	var addrs []string
+	var addrs []memberlist.Address
 	c.mu.Lock()
 	for id, at := range c.refused {
 		m, ok := roster[id]
@@ -114,7 +114,7 @@ func (c *Catalog) readmit(ml *memberlist.Memberlist) {
 	if len(addrs) == 0 {
 		return
 	}
-	if _, err := ml.Join(addrs); err != nil {
+	if _, err := join(ml, addrs); err != nil {
 		c.log.Debug("catalog readmission", "err", err)
 	}
 }
@@ -129,14 +129,14 @@ func aliveNames(ml *memberlist.Memberlist) map[string]bool {
 	return alive
 }
 
-// joinAddr is the address of member m (ID id) in memberlist's Join syntax
-// ("name/ip:port"); false for this box and members without an address.
-func (c *Catalog) joinAddr(id string, m Member) (string, bool) {
+// joinAddr is the gossip address of member m (ID id); false for this box
+// and members without an address.
+func (c *Catalog) joinAddr(id string, m Member) (memberlist.Address, bool) {
 	a := c.gossipAddr(m)
 	if id == c.cfg.Self.NodeID || !a.IsValid() {
-		return "", false
+		return memberlist.Address{}, false
 	}
-	return id + "/" + a.String(), true
+	return memberlist.Address{Addr: a.String(), Name: id}, true
 }
 
 // renew re-signs this box's catalog when two thirds of its lease passed.

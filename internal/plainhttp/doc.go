@@ -11,8 +11,10 @@
 // pick the implementation by build profile: net/http's in the full
 // profile, this package's under the "router" build tag.
 //
-// What it does not do: TLS, HTTP/2, 100-continue, trailers, proxies,
-// redirects, cookies jars, or connection reuse in the client (every
-// request gets its own connection). The server buffers a response up to
-// 64 KiB to send it with a Content-Length, then streams it chunked.
+// What it does not do: TLS, HTTP/2, trailers, proxies, redirects, cookie
+// jars, or connection reuse in the client (every request gets its own
+// connection). The server buffers a response up to 64 KiB to send it with
+// a Content-Length, then streams it, chunked unless the handler set the
+// Content-Length itself. It calls ConnContext and ConnState as http.Server
+// does and answers 100-continue, so the gateway's proxy runs on it too.
 package plainhttp

@@ -48,6 +48,14 @@ type ServerConfig struct {
 	// ErrorLog receives accept errors and handler panics; nil means the
 	// log package's standard logger.
 	ErrorLog *log.Logger
+	// ConnContext returns the context of a new connection's requests,
+	// derived from ctx; nil means ctx.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	// ConnState is called when a connection changes state: StateNew when
+	// accepted (before it is served), StateActive and StateIdle around
+	// each request, and once at the end StateHijacked (from the handler's
+	// Hijack) or StateClosed; nil means no calls.
+	ConnState func(net.Conn, http.ConnState)
 }
 
 // ClientConfig configures a client.

@@ -15,6 +15,8 @@ func NewServer(cfg ServerConfig) HTTPServer {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          cfg.ErrorLog,
+		ConnContext:       cfg.ConnContext,
+		ConnState:         cfg.ConnState,
 	}
 }
 

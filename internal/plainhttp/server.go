@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -107,6 +108,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		s.setState(nc, http.StateNew)
 		go s.serveConn(c)
 	}
 }
@@ -174,6 +176,13 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// setState reports a connection's new state to Config.ConnState.
+func (s *Server) setState(c net.Conn, state http.ConnState) {
+	if s.Config.ConnState != nil {
+		s.Config.ConnState(c, state)
+	}
+}
+
 func (s *Server) logf(format string, args ...any) {
 	if s.Config.ErrorLog != nil {
 		s.Config.ErrorLog.Printf(format, args...)
@@ -198,6 +207,7 @@ func (s *Server) serveConn(c *conn) {
 	defer func() {
 		if !hijacked {
 			c.c.Close()
+			s.setState(c.c, http.StateClosed)
 		}
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -215,12 +225,16 @@ func (s *Server) serveConn(c *conn) {
 	br := bufio.NewReader(lr)
 	bw := bufio.NewWriter(c.c)
 	baseCtx := context.WithValue(context.Background(), http.LocalAddrContextKey, c.c.LocalAddr())
+	if cfg.ConnContext != nil {
+		baseCtx = cfg.ConnContext(baseCtx, c.c)
+	}
 	for first := true; ; first = false {
 		c.setIdle(true)
 		if s.isClosed() {
 			return
 		}
 		if !first {
+			s.setState(c.c, http.StateIdle)
 			c.c.SetReadDeadline(deadline(idleTimeout))
 			lr.N = 1
 			if _, err := br.Peek(1); err != nil {
@@ -228,6 +242,7 @@ func (s *Server) serveConn(c *conn) {
 			}
 		}
 		c.setIdle(false)
+		s.setState(c.c, http.StateActive)
 		start := time.Now()
 		c.c.SetReadDeadline(deadline(headerTimeout))
 		lr.N = int64(maxHeader) + 4096 // the request line and bufio's slack
@@ -250,7 +265,12 @@ func (s *Server) serveConn(c *conn) {
 		req.RemoteAddr = c.c.RemoteAddr().String()
 		ctx, cancel := context.WithCancel(baseCtx)
 		req = req.WithContext(ctx)
-		w := &response{conn: c, bw: bw, br: br, req: req, header: make(http.Header)}
+		w := &response{srv: s, conn: c, bw: bw, br: br, req: req, header: make(http.Header), declared: -1}
+		var ec *expectContinue
+		if req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			ec = &expectContinue{ReadCloser: req.Body, w: w}
+			req.Body = ec
+		}
 		ok := s.serveRequest(w, req)
 		cancel()
 		if w.hijacked {
@@ -258,6 +278,12 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 		if !ok || !w.finish() || w.closeAfter || req.Close || s.isClosed() {
+			return
+		}
+		if ec != nil && !ec.sent {
+			// The client may or may not send the body it was not
+			// asked for: the connection cannot be trusted to start at
+			// the next request.
 			return
 		}
 		// Keep the connection only when the rest of the body is short.
@@ -304,18 +330,43 @@ func writeError(w io.Writer, code int, msg string) {
 		code, http.StatusText(code), len(msg), msg)
 }
 
+// expectContinue is the body of a request that expects 100 Continue
+// (RFC 9110, section 10.1.1): the first Read sends it.
+type expectContinue struct {
+	io.ReadCloser
+	w    *response
+	sent bool
+}
+
+func (e *expectContinue) Read(p []byte) (int, error) {
+	if !e.sent {
+		e.sent = true
+		if !e.w.sent && !e.w.hijacked {
+			e.w.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := e.w.bw.Flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return e.ReadCloser.Read(p)
+}
+
 // response is the http.ResponseWriter of one request. It buffers the body
 // up to bufferLimit; beyond that, or on Flush, it sends the header and
-// streams the body chunked.
+// streams the body: with the Content-Length the handler set, if any, else
+// chunked.
 type response struct {
+	srv    *Server
 	conn   *conn
 	bw     *bufio.Writer
 	br     *bufio.Reader
 	req    *http.Request
 	header http.Header
 
-	status     int  // 0 until WriteHeader
-	sent       bool // header written to bw
+	status     int   // 0 until WriteHeader
+	declared   int64 // Content-Length set by the handler, or -1
+	written    int64 // body bytes the handler wrote
+	sent       bool  // header written to bw
 	chunked    bool
 	closeAfter bool
 	hijacked   bool
@@ -331,6 +382,11 @@ func (w *response) WriteHeader(code int) {
 		return
 	}
 	w.status = code
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.declared = n
+		}
+	}
 }
 
 // bodyAllowed reports whether the response may have a body (RFC 9110,
@@ -355,6 +411,10 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
 	if !w.sent {
 		if len(w.buf)+len(p) <= bufferLimit {
 			w.buf = append(w.buf, p...)
@@ -388,11 +448,15 @@ func (w *response) writeChunk(p []byte) {
 }
 
 // sendHeader writes the status line and header; length is the body's
-// length, or -1 for a chunked body of unknown length.
-func (w *response) sendHeader(length int) {
+// length, or -1 for a chunked body of unknown length. The handler's
+// Content-Length, if it set one, overrides length.
+func (w *response) sendHeader(length int64) {
 	w.sent = true
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.declared >= 0 {
+		length = w.declared
 	}
 	h := w.header
 	if w.bodyAllowed() && h.Get("Content-Type") == "" && len(w.buf) > 0 {
@@ -400,13 +464,13 @@ func (w *response) sendHeader(length int) {
 			h.Set("Content-Type", http.DetectContentType(w.buf))
 		}
 	}
-	if h.Get("Date") == "" {
+	if _, set := h["Date"]; !set { // a nil Date means none, as in net/http
 		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	}
 	switch {
 	case length >= 0 && w.status != http.StatusNotModified && w.status != http.StatusNoContent && w.status >= 200:
 		if w.req.Method != http.MethodHead || length > 0 {
-			h.Set("Content-Length", strconv.Itoa(length))
+			h.Set("Content-Length", strconv.FormatInt(length, 10))
 		}
 	case length < 0 && w.req.ProtoAtLeast(1, 1):
 		h.Del("Content-Length")
@@ -448,7 +512,7 @@ func (w *response) Flush() {
 // the connection failed.
 func (w *response) finish() bool {
 	if !w.sent {
-		n := len(w.buf)
+		n := int64(len(w.buf))
 		if !w.bodyAllowed() {
 			n = 0
 		}
@@ -456,6 +520,9 @@ func (w *response) finish() bool {
 		w.writeChunk(w.buf)
 	} else if w.chunked && w.err == nil {
 		_, w.err = w.bw.WriteString("0\r\n\r\n")
+	}
+	if w.declared >= 0 && w.written < w.declared && w.bodyAllowed() {
+		w.closeAfter = true // the client waits for the rest: end the connection
 	}
 	if w.err == nil {
 		w.err = w.bw.Flush()
@@ -471,5 +538,6 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.hijacked = true
 	c := w.conn.c
 	c.SetDeadline(time.Time{})
+	w.srv.setState(c, http.StateHijacked)
 	return c, bufio.NewReadWriter(w.br, w.bw), nil
 }

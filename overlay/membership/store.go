@@ -3,7 +3,6 @@ package membership
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -190,14 +189,11 @@ func (s *Store) LoadRootKey() (ed25519.PrivateKey, error) {
 		if block == nil || !bytes.HasPrefix(b, []byte("-----BEGIN ")) || block.Type != pemPrivateKey || len(bytes.TrimSpace(rest)) > 0 {
 			return fmt.Errorf("%w: not a single PEM %q block", ErrMalformed, pemPrivateKey)
 		}
-		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		k, err := parsePKCS8(block.Bytes)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		var ok bool
-		if key, ok = k.(ed25519.PrivateKey); !ok {
-			return fmt.Errorf("%w: a %T, not an ed25519 key", ErrMalformed, k)
-		}
+		key = k
 		return nil
 	})
 	return key, err
@@ -209,11 +205,7 @@ func (s *Store) SaveRootKey(key ed25519.PrivateKey) error {
 	if len(key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("saving root key: %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("saving root key: %w", err)
-	}
-	return s.save(RootKeyFile, pem.EncodeToMemory(&pem.Block{Type: pemPrivateKey, Bytes: der}))
+	return s.save(RootKeyFile, pem.EncodeToMemory(&pem.Block{Type: pemPrivateKey, Bytes: marshalPKCS8(key)}))
 }
 
 // LoadRevocations returns the stored revocation list, or nil if there is
