@@ -76,9 +76,11 @@ func TestConnHooksAndBodies(t *testing.T) {
 				c.Close()
 			})
 			cfg := ServerConfig{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
-				ErrorLog:    log.New(io.Discard, "", 0),
-				ConnContext: func(ctx context.Context, _ net.Conn) context.Context { return context.WithValue(ctx, ctxKey{}, "conn value") },
-				ConnState:   states.record,
+				ErrorLog: log.New(io.Discard, "", 0),
+				ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+					return context.WithValue(ctx, ctxKey{}, "conn value")
+				},
+				ConnState: states.record,
 			}
 			var srv HTTPServer = &Server{Config: cfg}
 			if impl == "net/http" {
