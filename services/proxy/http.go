@@ -22,6 +22,7 @@ var statusText = map[int]string{
 	http.StatusProxyAuthRequired:           "proxy authentication required: use your community user name and credential\n",
 	http.StatusTooManyRequests:             "too many connections or daily quota used up: try again later\n",
 	http.StatusBadGateway:                  "the destination could not be reached\n",
+	http.StatusNotImplemented:              "this gateway does not forward https:// URIs: use CONNECT (an https proxy setting)\n",
 	http.StatusGatewayTimeout:              "the destination did not answer in time\n",
 	http.StatusInternalServerError:         "internal error\n",
 	http.StatusRequestHeaderFieldsTooLarge: "request header too large\n",
@@ -100,6 +101,10 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if status := p.checkTarget(r.URL.Hostname(), port, false, false); status != 0 {
 		p.fail(w, status)
+		return
+	}
+	if r.URL.Scheme == "https" && p.transport == nil {
+		p.fail(w, http.StatusNotImplemented)
 		return
 	}
 	p.requests.Add(1)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 )
 
 // Proxy is a gateway: an HTTP forward proxy and a SOCKS5 server sharing
@@ -24,8 +26,8 @@ type Proxy struct {
 	log       *slog.Logger
 	pol       policy
 	dialer    *net.Dialer
-	transport *http.Transport // https:// absolute URIs
-	upstream  *upstream       // http:// ones
+	transport roundTripper // https:// absolute URIs; nil in the router profile
+	upstream  *upstream    // http:// ones
 	creds     *credCache
 	limited   bool       // any of the rate, quota limits is set
 	total     [2]*bucket // overall cap by direction; nil without TotalRate
@@ -68,6 +70,12 @@ type Proxy struct {
 	conns   map[*clientConn]struct{}
 }
 
+// roundTripper forwards https:// absolute URIs (an *http.Transport).
+type roundTripper interface {
+	RoundTrip(*http.Request) (*http.Response, error)
+	CloseIdleConnections()
+}
+
 // New checks cfg and returns a Proxy. It does not listen yet: Run does.
 func New(cfg Config) (*Proxy, error) {
 	cfg, err := cfg.withDefaults()
@@ -104,19 +112,7 @@ func New(cfg Config) (*Proxy, error) {
 		Resolver:       cfg.Resolver,
 		ControlContext: p.pol.control,
 	}
-	p.transport = &http.Transport{
-		DialContext:            p.dialer.DialContext,
-		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    cfg.DialTimeout,
-		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout:  time.Second,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 64 << 10,
-		WriteBufferSize:        8 << 10,
-		ReadBufferSize:         16 << 10,
-	}
+	p.transport = newHTTPSTransport(p.dialer, cfg)
 	p.upstream = newUpstream(p)
 	return p, nil
 }
@@ -165,7 +161,9 @@ func (p *Proxy) Run(ctx context.Context) (err error) {
 	}
 
 	p.runCtx = ctx
-	srv := &http.Server{
+	// net/http's server, or internal/plainhttp's in the router profile
+	// (without crypto/tls).
+	srv := plainhttp.NewServer(plainhttp.ServerConfig{
 		Handler:           http.HandlerFunc(p.serveHTTP),
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
@@ -182,8 +180,7 @@ func (p *Proxy) Run(ctx context.Context) (err error) {
 				p.wg.Done()
 			}
 		},
-	}
-	srv.SetKeepAlivesEnabled(true)
+	})
 	for _, ln := range httpLns {
 		p.httpAddrs = append(p.httpAddrs, ln.Addr())
 		gl := &guardedListener{Listener: ln, p: p}
@@ -219,7 +216,9 @@ func (p *Proxy) Run(ctx context.Context) (err error) {
 	}
 	p.connsMu.Unlock()
 	p.wg.Wait()
-	p.transport.CloseIdleConnections()
+	if p.transport != nil {
+		p.transport.CloseIdleConnections()
+	}
 	p.upstream.close()
 	p.log.Info("proxy stopped")
 	return nil
