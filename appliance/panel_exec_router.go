@@ -58,10 +58,19 @@ func executePage(b *bytes.Buffer, _ *template.Template, data any) error {
 	default:
 		v := reflect.ValueOf(data)
 		if v.Kind() == reflect.Struct {
-			for _, name := range []string{"Message", "Error"} {
+			for _, name := range []string{"Message", "Error", "InviteError", "JoinError"} {
 				if f := v.FieldByName(name); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
 					b.WriteString("<p>" + html.EscapeString(f.String()) + "</p>\n")
 				}
+			}
+			// The community page: a router's administrators invite
+			// boxes here, so it keeps its two forms.
+			if f := v.FieldByName("Invitation"); f.IsValid() && f.Kind() == reflect.String {
+				if f.String() != "" {
+					b.WriteString("<p>The invitation, for one box (it expires in three days):</p>\n<pre>" + html.EscapeString(f.String()) + "</pre>\n")
+				}
+				routerForm(b, "/community/invite", csrf, []routerField{{"text", "name", ""}}, "Invite a box")
+				routerForm(b, "/community/join", csrf, []routerField{{"text", "token", ""}}, "Join another community")
 			}
 		}
 		b.WriteString(routerPage)
