@@ -46,7 +46,7 @@ func executePage(b *bytes.Buffer, _ *template.Template, data any) error {
 			b.WriteString("<p>Enter the setup code that cloudboxd logged when it started (logread -e cloudbox).</p>\n")
 			routerForm(b, "/setup", "", []routerField{{"text", "code", ""}}, "Continue")
 		case "account":
-			routerForm(b, "/setup/account", csrf, []routerField{{"text", "username", d.Username}, {"password", "password", ""}}, "Create the administrator")
+			routerForm(b, "/setup/account", csrf, []routerField{{"text", "username", d.Username}, {"password", "password", ""}, {"password", "password2", ""}}, "Create the administrator")
 		case "box":
 			routerForm(b, "/setup/box", csrf, []routerField{{"text", "name", d.BoxName}, {"text", "location", d.Location}}, "Continue")
 		case "community":

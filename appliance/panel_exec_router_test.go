@@ -22,6 +22,10 @@ func TestRouterPages(t *testing.T) {
 			[]string{`<title>T&lt;1&gt; · cloudbox</title>`, `action="/login"`, `value="&lt;alice&gt;"`, `role="alert"`, "wrong password", `name="next" id="next" value="/x"`},
 			[]string{"<alice>", "csrf"}},
 		{"wizard code", wizardData{pageData: pd, Step: "code"}, []string{`action="/setup"`, `name="code"`}, nil},
+		{"wizard account", wizardData{pageData: pd, Step: "account", Username: "admin"},
+			[]string{`action="/setup/account"`, `name="username" id="username" value="admin"`, `name="password"`, `name="password2"`}, nil},
+		{"wizard box", wizardData{pageData: pd, Step: "box", BoxName: "r1", Location: "roof"},
+			[]string{`action="/setup/box"`, `name="name" id="name" value="r1"`, `name="location" id="location" value="roof"`}, nil},
 		{"wizard community", wizardData{pageData: pd, Step: "community", Community: "guifi"},
 			[]string{`action="/setup/community"`, `value="create"`, `value="join"`, `value="guifi"`, `name="csrf" value="tok&#34;en"`}, nil},
 		{"community with invitation", struct {

@@ -51,6 +51,7 @@ func hashPassword(password string) (string, error) {
 }
 
 func argonKey(password string, salt []byte, t, m uint32, p uint8, n uint32) []byte {
+	defer releaseHashMemory() // runs last: the hash's memory is garbage by then
 	hashing <- struct{}{}
 	defer func() { <-hashing }()
 	return argon2.IDKey([]byte(password), salt, t, m, p, n)
