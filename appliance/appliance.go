@@ -60,6 +60,17 @@ type Config struct {
 	// closes it before returning.
 	Listener net.Listener
 
+	// HTTPSAddr is the TCP address the panel and API listen on over HTTPS,
+	// with a certificate of the box's own authority (see TLSDir), e.g.
+	// DefaultHTTPSAddr; port 0 picks a free port, logged as "https
+	// listening" with attribute addr. Zero means no HTTPS (cloudboxd
+	// passes DefaultHTTPSAddr on a box). Ignored if HTTPSListener is set.
+	HTTPSAddr string
+
+	// HTTPSListener, if not nil, is used for HTTPS instead of listening on
+	// HTTPSAddr. Run closes it before returning.
+	HTTPSListener net.Listener
+
 	// Version and Board are reported by the API, metrics and panel. Zero
 	// means buildinfo.Version and buildinfo.Board.
 	Version string
@@ -170,6 +181,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}()
 	}
 
+	if cfg.HTTPSListener != nil {
+		defer func() {
+			if cerr := cfg.HTTPSListener.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+				err = errors.Join(err, fmt.Errorf("closing https listener: %w", cerr))
+			}
+		}()
+	}
+
 	node, err := state.Open(ctx, state.Config{Dir: cfg.StateDir, Name: cfg.Name, Logger: logger, Now: cfg.Now})
 	if err != nil {
 		return fmt.Errorf("opening node state: %w", err)
@@ -203,6 +222,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	ca, err := openCertAuthority(certAuthorityConfig{stateDir: cfg.StateDir, node: node.Name,
+		domain: cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), addrs: tlsAddrs, now: cfg.Now, logger: logger})
+	if err != nil {
+		return err
+	}
+	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
 	h, err := newHandler(handlerConfig{
 		version:    cfg.Version,
 		board:      cfg.Board,
@@ -216,12 +241,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		mdns:       mdnsSvc,
 		gateway:    gw,
 		auth:       auth,
+		https:      hs,
 		stateDir:   cfg.StateDir,
 		logger:     logger,
 	})
 	if err != nil {
 		return err
 	}
+	hs.handler = h
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -253,6 +280,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
 	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
+	background = append(background, hs.run)
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()

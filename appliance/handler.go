@@ -43,7 +43,10 @@ type handlerConfig struct {
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
 	// auth holds the accounts and sessions; required.
-	auth   *authService
+	auth *authService
+	// https serves the panel over HTTPS and holds the box's certificate
+	// authority; required (its address is empty when HTTPS is off).
+	https  *httpsService
 	logger *slog.Logger
 }
 
@@ -63,8 +66,8 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.auth == nil {
-		return nil, errors.New("the handler needs its accounts")
+	if cfg.auth == nil || cfg.https == nil {
+		return nil, errors.New("the handler needs its accounts and certificate authority")
 	}
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
 	var err error
@@ -89,6 +92,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/services", member(h.apiServices))
 	h.mux.Handle("/api/v1/proxy", member(apiGetOnly(h.proxyInfo)))
 	h.mux.Handle("/api/v1/proxy/credentials", member(h.proxyCredential))
+	h.mux.Handle("/api/v1/tls", member(apiGetOnly(h.tlsAPI)))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))
@@ -108,6 +112,9 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/services/edit", h.pageAuth(roleMember, h.servicesForm))
 	h.mux.Handle("/proxy.pac", getOnly(h.pacFile))
 	h.mux.Handle("/wpad.dat", getOnly(h.pacFile))
+	h.mux.Handle("/ca.crt", getOnly(h.caCertificate))
+	h.mux.Handle("/ca.pem", getOnly(h.caCertificate))
+	h.mux.Handle("/certificate", getOnly(h.optionalAuth(h.certificatePage)))
 	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
 	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
@@ -134,6 +141,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// CrossOriginProtection then refuses them.
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
+	if h.httpsRedirect(w, r) {
+		return
+	}
 	h.root.ServeHTTP(w, r)
 }
 

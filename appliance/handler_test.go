@@ -44,6 +44,7 @@ func newTestHandler(t *testing.T, name string) (*handler, *state.Node) {
 	}
 	h, err := newHandler(handlerConfig{
 		auth:    newTestAuth(t),
+		https:   newTestHTTPS(t),
 		version: "v1.2.3",
 		board:   "testboard",
 		node:    node,

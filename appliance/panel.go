@@ -63,6 +63,8 @@ type panel struct {
 	progress  *template.Template
 	accounts  *template.Template
 	gateway   *template.Template
+	// certificate is the HTTPS page (https.go).
+	certificate *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -101,7 +103,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-		{&p.gateway, "gateway.html"},
+		{&p.gateway, "gateway.html"}, {&p.certificate, "certificate.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err
@@ -126,6 +128,9 @@ type pageData struct {
 	CSRF string
 	// Refresh makes the page reload itself every few seconds.
 	Refresh bool
+	// Insecure is set for a page sent over plain HTTP while the box
+	// serves HTTPS: the layout then points to the certificate page.
+	Insecure bool
 }
 
 // pageFor returns the layout's data for a page answering r.
@@ -136,6 +141,7 @@ func (h *handler) pageFor(r *http.Request, title, active string) pageData {
 		NodeName: h.boxName(),
 		Version:  h.cfg.version,
 		Board:    h.cfg.board,
+		Insecure: r.TLS == nil && h.cfg.https.enabled(),
 	}
 	if p, ok := who(r); ok {
 		d.User, d.Admin = p.account, p.role == roleAdmin

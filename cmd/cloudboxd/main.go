@@ -26,6 +26,10 @@
 // log unless --gateway-log names the fields to keep (for
 // --gateway-log-days days, under the state directory).
 //
+// The panel answers over HTTPS on --https (default :443 on a box) with a
+// certificate of the box's own authority, which the panel offers for
+// download (/certificate).
+//
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
 // --api-token-file names an administrator's API token for automation.
@@ -57,6 +61,8 @@ func main() {
 			"directory for persistent state; its parent must exist")
 		httpAddr = flag.String("http", appliance.DefaultHTTPAddr,
 			"listen address of the web panel and API; port 0 picks a free port")
+		httpsAddr = flag.String("https", "",
+			"listen `ADDR` of the panel and API over HTTPS with the box's own certificate, or \"off\" (default: "+appliance.DefaultHTTPSAddr+" on a box, off in host mode)")
 		board = flag.String("board", buildinfo.Board, "board name to report")
 		name  = flag.String("name", "",
 			"node name, used on first start only (default: the host name, else \"cloudbox\")")
@@ -125,9 +131,12 @@ func main() {
 	err = appliance.Run(ctx, appliance.Config{
 		StateDir: *stateDir,
 		HTTPAddr: *httpAddr,
-		Name:     *name,
-		Board:    *board,
-		Logger:   logger,
+		// HTTPS by default on a box only: host-mode daemons side by side
+		// would all want port 443.
+		HTTPSAddr: httpsListen(*httpsAddr, *stateDir),
+		Name:      *name,
+		Board:     *board,
+		Logger:    logger,
 
 		SetupCodeFile: *setupCode,
 		// On a box (state in /perm) the setup code also goes to the
@@ -201,4 +210,16 @@ func boxConsole(stateDir string) string {
 		return "/dev/console"
 	}
 	return ""
+}
+
+// httpsListen is the address of --https: DefaultHTTPSAddr on a box when the
+// flag is empty, none in host mode or with "off".
+func httpsListen(flagValue, stateDir string) string {
+	switch {
+	case flagValue == "off":
+		return ""
+	case flagValue == "" && stateDir == appliance.DefaultStateDir:
+		return appliance.DefaultHTTPSAddr
+	}
+	return flagValue
 }
