@@ -166,12 +166,16 @@ func (c Config) withDefaults() Config {
 // returns nil after a shutdown requested through ctx, and an error if the
 // state cannot be opened, the join token is invalid or refused, the overlay
 // cannot run (no TUN device, no CAP_NET_ADMIN, port in use), the DNS or HTTP
-// server cannot listen or serve. Run returns after the server and the overlay have
+// server cannot listen or serve. After a backup was restored on the panel
+// it shuts down and returns ErrRestart: the restore is applied when Run
+// starts again (with a new Listener, if one was set). Run returns after the server and the overlay have
 // stopped; the only goroutines that may outlive it briefly are net/http's
 // own for connections cut after a shutdown timeout.
 func Run(ctx context.Context, cfg Config) (err error) {
 	cfg = cfg.withDefaults()
-	logger := cfg.Logger
+	// The Logs page shows the recent records of every component.
+	logs := newLogRing()
+	logger := slog.New(logs.handler(cfg.Logger.Handler()))
 	started := cfg.Now()
 	if cfg.Listener != nil {
 		defer func() {
@@ -188,6 +192,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			}
 		}()
 	}
+
+	if ok, err := applyRestore(cfg.StateDir); err != nil {
+		return err
+	} else if ok {
+		logger.Info("applied a restored backup")
+	}
+	restart := make(chan struct{}, 1)
 
 	node, err := state.Open(ctx, state.Config{Dir: cfg.StateDir, Name: cfg.Name, Logger: logger, Now: cfg.Now})
 	if err != nil {
@@ -242,8 +253,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		gateway:    gw,
 		auth:       auth,
 		https:      hs,
-		stateDir:   cfg.StateDir,
-		logger:     logger,
+		logs:       logs,
+		restart: func() {
+			select {
+			case restart <- struct{}{}:
+			default:
+			}
+		},
+		stateDir: cfg.StateDir,
+		logger:   logger,
 	})
 	if err != nil {
 		return err
@@ -289,8 +307,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	// Wait for a stop request or a failure.
 	var serveErr, bgErr error
+	var restarting bool
 	for waiting := true; waiting; {
 		select {
+		case <-restart:
+			restarting, waiting = true, false
 		case err := <-served:
 			serveErr, waiting = fmt.Errorf("serving http: %w", err), false
 		case err := <-done:
@@ -301,6 +322,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}
 	reason := context.Cause(ctx)
+	if restarting {
+		reason = ErrRestart
+	}
 	if err := cmp.Or(serveErr, bgErr); err != nil {
 		reason = err
 	}
@@ -331,6 +355,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	logger.Info("stopped")
+	if restarting {
+		return ErrRestart
+	}
 	return nil
 }
 

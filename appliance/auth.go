@@ -223,7 +223,7 @@ func (h *handler) pageAuth(role string, next http.HandlerFunc) http.HandlerFunc 
 			h.forbidden(w, r, "Only an administrator of this box may do this. Ask one, or log in as one.")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		r.Body = http.MaxBytesReader(w, r.Body, formLimit(r))
 		if !csrfOK(r, p) {
 			h.forbidden(w, r, "The form was missing its security token or it expired. Go back, reload the page and send it again.")
 			return

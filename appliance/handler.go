@@ -46,8 +46,12 @@ type handlerConfig struct {
 	auth *authService
 	// https serves the panel over HTTPS and holds the box's certificate
 	// authority; required (its address is empty when HTTPS is off).
-	https  *httpsService
-	logger *slog.Logger
+	https *httpsService
+	// logs holds the daemon's recent log records; nil shows none.
+	logs *logRing
+	// restart asks the daemon to restart (after a restore); nil for none.
+	restart func()
+	logger  *slog.Logger
 }
 
 // handler serves the API, metrics and panel. It is immutable after
@@ -65,6 +69,9 @@ type handler struct {
 func newHandler(cfg handlerConfig) (*handler, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.logs == nil {
+		cfg.logs = newLogRing()
 	}
 	if cfg.auth == nil || cfg.https == nil {
 		return nil, errors.New("the handler needs its accounts and certificate authority")
@@ -93,6 +100,10 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/proxy", member(apiGetOnly(h.proxyInfo)))
 	h.mux.Handle("/api/v1/proxy/credentials", member(h.proxyCredential))
 	h.mux.Handle("/api/v1/tls", member(apiGetOnly(h.tlsAPI)))
+	h.mux.Handle("/api/v1/logs", admin(apiGetOnly(h.logsAPI)))
+	h.mux.Handle("/api/v1/settings", member(h.settingsAPI))
+	h.mux.Handle("/api/v1/backup", admin(h.backupAPI))
+	h.mux.Handle("/api/v1/restore", admin(h.restoreAPI))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))
@@ -115,6 +126,12 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/ca.crt", getOnly(h.caCertificate))
 	h.mux.Handle("/ca.pem", getOnly(h.caCertificate))
 	h.mux.Handle("/certificate", getOnly(h.optionalAuth(h.certificatePage)))
+	h.mux.Handle("/logs", getOnly(h.pageAuth(roleAdmin, h.logsPage)))
+	h.mux.Handle("/settings", getOnly(h.pageAuth(roleMember, h.settingsPage)))
+	h.mux.Handle("/settings/box", h.pageAuth(roleAdmin, h.settingsBox))
+	h.mux.Handle("/settings/backup", h.pageAuth(roleAdmin, h.settingsBackup))
+	h.mux.Handle("/settings/restore", h.pageAuth(roleAdmin, h.settingsRestore))
+	h.mux.Handle("/setup/restore", h.wizardAuth(h.setupRestore))
 	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
 	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))

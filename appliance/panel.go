@@ -45,9 +45,9 @@ var navItems = []navItem{
 	{Path: "/gateway", Label: "Gateway"},
 	{Path: "/updates", Label: "Updates", Soon: true,
 		Blurb: "Signed software updates, passed from box to box."},
-	{Path: "/settings", Label: "Settings", Soon: true,
-		Blurb: "The name, network and storage of this box."},
+	{Path: "/settings", Label: "Settings"},
 	{Path: "/accounts", Label: "Accounts"},
+	{Path: "/logs", Label: "Logs"},
 }
 
 // panel renders the server-side HTML pages.
@@ -65,6 +65,8 @@ type panel struct {
 	gateway   *template.Template
 	// certificate is the HTTPS page (https.go).
 	certificate *template.Template
+	// settings and logs: settings.go, logs.go.
+	settings, logs *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -104,6 +106,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
 		{&p.gateway, "gateway.html"}, {&p.certificate, "certificate.html"},
+		{&p.settings, "settings.html"}, {&p.logs, "logs.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

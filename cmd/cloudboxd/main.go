@@ -42,6 +42,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -128,7 +129,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	err = appliance.Run(ctx, appliance.Config{
+	cfg := appliance.Config{
 		StateDir: *stateDir,
 		HTTPAddr: *httpAddr,
 		// HTTPS by default on a box only: host-mode daemons side by side
@@ -164,7 +165,11 @@ func main() {
 			Listen:    splitList(*dnsListen),
 			Upstreams: splitList(*dnsUpstreams),
 		},
-	})
+	}
+	// A restored backup takes effect when Run starts again.
+	for err = appliance.Run(ctx, cfg); errors.Is(err, appliance.ErrRestart); err = appliance.Run(ctx, cfg) {
+		logger.Info("restarting")
+	}
 	if err != nil {
 		logger.Error("cloudboxd failed", "error", err)
 		stop()
