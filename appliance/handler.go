@@ -126,6 +126,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/ca.crt", getOnly(h.caCertificate))
 	h.mux.Handle("/ca.pem", getOnly(h.caCertificate))
 	h.mux.Handle("/certificate", getOnly(h.optionalAuth(h.certificatePage)))
+	h.mux.HandleFunc("/lang", h.setLanguage)
 	h.mux.Handle("/logs", getOnly(h.pageAuth(roleAdmin, h.logsPage)))
 	h.mux.Handle("/settings", getOnly(h.pageAuth(roleMember, h.settingsPage)))
 	h.mux.Handle("/settings/box", h.pageAuth(roleAdmin, h.settingsBox))

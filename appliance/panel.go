@@ -134,17 +134,25 @@ type pageData struct {
 	// Insecure is set for a page sent over plain HTTP while the box
 	// serves HTTPS: the layout then points to the certificate page.
 	Insecure bool
+	// Lang is the language of the page (i18n.go), Languages those of
+	// the selector, Here the page's path for the selector to return to.
+	Lang      string
+	Languages []panelLanguage
+	Here      string
 }
 
 // pageFor returns the layout's data for a page answering r.
 func (h *handler) pageFor(r *http.Request, title, active string) pageData {
 	d := pageData{
-		Title:    title,
-		Active:   active,
-		NodeName: h.boxName(),
-		Version:  h.cfg.version,
-		Board:    h.cfg.board,
-		Insecure: r.TLS == nil && h.cfg.https.enabled(),
+		Title:     title,
+		Active:    active,
+		NodeName:  h.boxName(),
+		Version:   h.cfg.version,
+		Board:     h.cfg.board,
+		Insecure:  r.TLS == nil && h.cfg.https.enabled(),
+		Lang:      requestLanguage(r),
+		Languages: panelLanguages,
+		Here:      r.URL.RequestURI(),
 	}
 	if p, ok := who(r); ok {
 		d.User, d.Admin = p.account, p.role == roleAdmin
