@@ -78,7 +78,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "https") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -220,8 +220,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
+	ca, err := openCertAuthority(certAuthorityConfig{stateDir: cfg.StateDir, node: node.Name,
+		domain: cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), addrs: tlsAddrs, now: cfg.Now, logger: logger})
+	if err != nil {
+		return err
+	}
+	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
-		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status}
+		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status,
+		"https": hs.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -233,12 +240,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	ca, err := openCertAuthority(certAuthorityConfig{stateDir: cfg.StateDir, node: node.Name,
-		domain: cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), addrs: tlsAddrs, now: cfg.Now, logger: logger})
-	if err != nil {
-		return err
-	}
-	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
 	h, err := newHandler(handlerConfig{
 		version:    cfg.Version,
 		board:      cfg.Board,

@@ -321,6 +321,9 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	_, value := a.sessions.create(acc.Name, acc.Role, false)
 	setSessionCookie(w, r, value)
+	if acc.Lang != "" {
+		setLangCookie(w, r, acc.Lang)
+	}
 	a.logger.Info("login", "account", acc.Name, "client", clientKey(r))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }

@@ -35,6 +35,8 @@ type httpsService struct {
 
 	// bound is the address HTTPS listens on once it does ("" before).
 	bound atomic.Pointer[string]
+	// failed is why HTTPS does not serve, nil while it does.
+	failed atomic.Pointer[error]
 }
 
 func newHTTPS(ca *certAuthority, addr string, ln net.Listener, shutdown time.Duration, logger *slog.Logger) *httpsService {
@@ -57,11 +59,32 @@ func (s *httpsService) listening() string {
 }
 
 // run serves HTTPS until ctx is done; it returns nil at once when HTTPS is
-// off, and an error when it cannot listen or serve.
+// off. When it cannot listen or serve, it logs why, reports it in its
+// status and returns nil: the panel stays reachable over HTTP.
 func (s *httpsService) run(ctx context.Context) error {
 	if !s.enabled() {
 		return nil
 	}
+	if err := s.serve(ctx); err != nil {
+		s.failed.Store(&err)
+		s.logger.Error("https failed, the panel answers over http only", "error", err)
+	}
+	return nil
+}
+
+// status reports whether HTTPS serves.
+func (s *httpsService) status(context.Context) ComponentStatus {
+	switch {
+	case !s.enabled():
+		return ComponentStatus{OK: true, Detail: map[string]string{"https": "off"}}
+	case s.failed.Load() != nil:
+		return ComponentStatus{Error: (*s.failed.Load()).Error() + "; the panel answers over HTTP only (free the port or change --https, then restart cloudboxd)"}
+	}
+	return ComponentStatus{OK: true, Detail: map[string]string{"addr": s.listening(), "ca_sha256": s.ca.fingerprint()}}
+}
+
+// serve listens and serves HTTPS until ctx is done.
+func (s *httpsService) serve(ctx context.Context) error {
 	ln := s.ln
 	if ln == nil {
 		var lc net.ListenConfig

@@ -374,3 +374,41 @@ func TestHTTPSBrowser(t *testing.T) {
 		t.Error("browser test ran out of time")
 	}
 }
+
+// TestHTTPSPortInUse checks that a box whose HTTPS port is taken keeps
+// serving the panel over HTTP and says why HTTPS is missing.
+func TestHTTPSPortInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := runAsync(t, ctx, Config{StateDir: filepath.Join(t.TempDir(), "s"), Listener: ln, HTTPSAddr: taken.Addr().String(),
+		Logger: slog.New(slog.DiscardHandler)})
+	defer func() {
+		cancel()
+		if err := wait(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st statusResponse
+		getJSON(t, client, "http://"+ln.Addr().String()+"/api/v1/status", testAdminToken, &st)
+		hs := st.Components["https"]
+		if !hs.OK && strings.Contains(hs.Error, "listening for https") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("https status with its port taken: %+v", hs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

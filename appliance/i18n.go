@@ -173,7 +173,18 @@ func (h *handler) setLanguage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown language %q", lang), http.StatusBadRequest)
 		return
 	}
+	setLangCookie(w, r, lang)
+	// A logged-in account keeps the choice for its next logins.
+	if p, ok, _ := h.cfg.auth.identify(r); ok && p.session != nil && !p.wizard && csrfOK(r, p) {
+		if err := h.cfg.auth.accounts.setLang(p.account, lang); err != nil {
+			h.cfg.logger.Warn("saving the language of an account failed", "account", p.account, "error", err)
+		}
+	}
+	http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
+}
+
+// setLangCookie keeps the language lang in the browser for a year.
+func setLangCookie(w http.ResponseWriter, r *http.Request, lang string) {
 	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: lang, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
 		SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
-	http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
 }

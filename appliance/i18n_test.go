@@ -190,7 +190,7 @@ func TestPagesInLanguages(t *testing.T) {
 		}
 	}
 	// The selector keeps the choice over the browser's.
-	resp, page = b.do("POST", "/lang", url.Values{"lang": {"es"}, "next": {"/settings"}})
+	resp, page = b.do("POST", "/lang", url.Values{"lang": {"es"}, "next": {"/settings"}, "csrf": {b.csrf("/settings")}})
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/settings" {
 		t.Fatalf("POST /lang = %d %s\n%s", resp.StatusCode, resp.Header.Get("Location"), page)
 	}
@@ -206,6 +206,22 @@ func TestPagesInLanguages(t *testing.T) {
 	_, page = b.do("GET", "/settings", nil, "Accept-Language", "ca", "Cookie", sessionCookie+"="+b.cookie+"; "+langCookie+"=es")
 	if !strings.Contains(page, `<html lang="es">`) || !strings.Contains(page, `<option value="es" lang="es" selected>`) {
 		t.Errorf("page after choosing es:\n%s", page)
+	}
+	// The account keeps it: a login elsewhere gets it.
+	if acc, _ := h.cfg.auth.accounts.lookup("admin"); acc.Lang != "es" {
+		t.Errorf("account language %q, want es", acc.Lang)
+	}
+	other := &browser{t: t, h: h, remote: "192.0.2.12:5000"}
+	resp, page = other.do("POST", "/login", url.Values{"username": {"admin"}, "password": {"correct horse battery"}})
+	wantCode(t, "login", resp, page, http.StatusSeeOther)
+	var got string
+	for _, ck := range resp.Cookies() {
+		if ck.Name == langCookie {
+			got = ck.Value
+		}
+	}
+	if got != "es" {
+		t.Errorf("login sets language %q, want the account's es", got)
 	}
 	if resp, _ := b.do("POST", "/lang", url.Values{"lang": {"xx"}}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("POST /lang xx = %d", resp.StatusCode)

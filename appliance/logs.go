@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // Bounds of the in-memory log: the daemon's recent records, shown on the
@@ -128,7 +129,7 @@ func (h *ringHandler) Enabled(ctx context.Context, lv slog.Level) bool {
 
 func (h *ringHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelInfo {
-		rec := logRecord{Time: r.Time, Level: r.Level.String(), level: r.Level, Component: "daemon", Message: truncate(r.Message, maxLogMessage)}
+		rec := logRecord{Time: r.Time, Level: r.Level.String(), level: r.Level, Component: "daemon", Message: truncate(printable(r.Message), maxLogMessage)}
 		add := func(key string, v slog.Value) {
 			if key == "component" {
 				rec.Component = truncate(v.String(), 32)
@@ -210,7 +211,18 @@ func logValue(key string, v slog.Value) string {
 			return redacted
 		}
 	}
-	return truncate(s, maxLogValue)
+	return truncate(printable(s), maxLogValue)
+}
+
+// printable replaces control characters, which a page cannot show, by
+// spaces.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func truncate(s string, n int) string {

@@ -18,7 +18,7 @@ func TestLogRing(t *testing.T) {
 	dns := log.With("component", "dns")
 	dns.Info("upstream answered", "upstream", "192.0.2.53", "token", "cbt_secret1")
 	log.WithGroup("req").Warn("login failed", "account", "alice", "password", "hunter22", "note", "has cbp1_abc inside", slog.Group("g", "setup_code", "ABCD"))
-	log.Error("invitation", "value", "cloudbox-invite:xyz", "n", 3)
+	log.Error("invitation", "value", "cloudbox-invite:xyz", "n", 3, "ctl", "a\x00b")
 	log.Debug("not kept")
 
 	recs := ring.records(logFilter{Level: slog.LevelDebug, Limit: 10})
@@ -39,7 +39,7 @@ func TestLogRing(t *testing.T) {
 			t.Errorf("a secret %q is in the ring: %s", secret, all)
 		}
 	}
-	for _, want := range []string{"upstream=192.0.2.53", "req.account=alice", "req.g.setup_code=" + redacted, "n=3"} {
+	for _, want := range []string{"upstream=192.0.2.53", "req.account=alice", "req.g.setup_code=" + redacted, "n=3", "ctl=a b"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("ring lacks %q: %s", want, all)
 		}
