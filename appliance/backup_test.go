@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/appliance/state"
+	"github.com/cloudbox/cloudbox/internal/browsertest"
 )
 
 const backupPassword = "a long backup password"
@@ -129,6 +130,18 @@ func FuzzParseBackupHeader(f *testing.F) {
 	})
 }
 
+// runBox runs a daemon on dir with HTTP on loopback until ctx is done and
+// returns its base URL and the function that waits for Run.
+func runBox(t *testing.T, ctx context.Context, dir, name string) (string, func() error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := runAsync(t, ctx, Config{StateDir: dir, Name: name, Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+	return "http://" + ln.Addr().String(), wait
+}
+
 // postRestore sends a backup to POST /api/v1/restore.
 func postRestore(t *testing.T, client *http.Client, base string, backup []byte, password string) (int, string) {
 	t.Helper()
@@ -189,15 +202,10 @@ func TestBackupRestore(t *testing.T) {
 	}
 
 	// Box B: fresh.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	bDir := filepath.Join(t.TempDir(), "b")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(t, ctx, Config{StateDir: bDir, Name: "boxb", Listener: ln, Logger: slog.New(slog.DiscardHandler)})
-	bURL := "http://" + ln.Addr().String()
+	bURL, wait := runBox(t, ctx, bDir, "boxb")
 	var st statusResponse
 	getJSON(t, client, bURL+"/api/v1/status", "", &st)
 	bNode, _ := os.ReadFile(filepath.Join(bDir, state.FileName))
@@ -234,18 +242,13 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("Run after a restore = %v, want ErrRestart", err)
 	}
 	// As cloudboxd does: start again.
-	ln, err = net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait = runAsync(t, ctx, Config{StateDir: bDir, Name: "boxb", Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+	bURL, wait = runBox(t, ctx, bDir, "boxb")
 	defer func() {
 		cancel()
 		if err := wait(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	bURL = "http://" + ln.Addr().String()
 	var settings settingsJSON
 	if code := getJSON(t, client, bURL+"/api/v1/settings", testAdminToken, &settings); code != http.StatusOK || settings != (settingsJSON{"rooftop", "Carrer Major 5"}) {
 		t.Errorf("settings after restore = %d %+v", code, settings)
@@ -303,5 +306,134 @@ func TestApplyRestoreResumes(t *testing.T) {
 	}
 	if ok, err := applyRestore(dir); ok || err != nil {
 		t.Errorf("second applyRestore = %v %v, want nothing to do", ok, err)
+	}
+}
+
+// setFile puts the file at path into the file input sel, as a person
+// choosing it does.
+func setFile(ctx context.Context, t *testing.T, p *browsertest.Page, sel, path string) {
+	t.Helper()
+	var r struct {
+		Result struct {
+			ObjectID string `json:"objectId"`
+		} `json:"result"`
+	}
+	if err := p.Call(ctx, "Runtime.evaluate", map[string]any{"expression": `document.querySelector("` + sel + `")`}, &r); err != nil || r.Result.ObjectID == "" {
+		t.Fatalf("finding %s: %v", sel, err)
+	}
+	if err := p.Call(ctx, "DOM.setFileInputFiles", map[string]any{"files": []string{path}, "objectId": r.Result.ObjectID}, nil); err != nil {
+		t.Fatalf("choosing %s: %v", path, err)
+	}
+}
+
+// TestBackupRestoreBrowser restores, in headless Chromium, the backup of
+// box A through the first-boot wizard of a fresh box B: a wrong password is
+// refused next to its field, the right one makes B restart as A, where A's
+// administrator logs in.
+func TestBackupRestoreBrowser(t *testing.T) {
+	// Box A, set up (its administrator written as the wizard would).
+	aDir := filepath.Join(t.TempDir(), "a")
+	if _, err := state.Open(t.Context(), state.Config{Dir: aDir, Name: "boxa"}); err != nil {
+		t.Fatal(err)
+	}
+	acc, err := openAccounts(aDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(acc.setAccount("anna", roleAdmin, backupPassword, false, time.Now()), acc.setBox(boxSettings{Name: "rooftop"}), acc.finishSetup()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := collectBackup(aDir, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := state.Open(t.Context(), state.Config{Dir: aDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.NodeID = node.ID()
+	sealed, err := sealBackup(p, backupPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "a"+BackupExt)
+	if err := os.WriteFile(file, sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Box B, fresh.
+	bDir := filepath.Join(t.TempDir(), "b")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, wait := runBox(t, ctx, bDir, "boxb")
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	var st statusResponse
+	getJSON(t, client, base+"/api/v1/status", "", &st) // the setup code exists once it answers
+	codeText, err := os.ReadFile(filepath.Join(bDir, SetupCodeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, _ := strings.Cut(strings.TrimPrefix(string(codeText), "cloudbox setup code: "), "\n")
+
+	bctx, bcancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer bcancel()
+	browser := browsertest.Start(t)
+	page, err := browser.NewPage(bctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := page.Navigate(bctx, base+"/setup"); err != nil {
+		t.Fatal(err)
+	}
+	if err := page.Do(bctx, `document.querySelector("#code").value = "`+code+`"; document.querySelector("form button").click()`); err != nil {
+		t.Fatal(err)
+	}
+	restore := func(password string) string {
+		t.Helper()
+		setFile(bctx, t, page, "#restore-file", file)
+		if err := page.Do(bctx, `document.querySelector("details").open = true; document.querySelector("#restore-password").value = "`+password+`";
+			document.querySelector("form[action='/setup/restore'] button").click()`); err != nil {
+			t.Fatal(err)
+		}
+		var text string
+		page.Eval(bctx, `document.querySelector("main").innerText`, &text)
+		return text
+	}
+	if got := restore("not the password at all"); !strings.Contains(got, "wrong password") || !strings.Contains(got, "Nothing was changed") {
+		t.Errorf("restore with a wrong password shows:\n%s", got)
+	}
+	var invalid string
+	page.Eval(bctx, `document.querySelector("#restore-password").getAttribute("aria-invalid")`, &invalid)
+	if invalid != "true" {
+		t.Errorf("the password field is not marked invalid after a wrong password")
+	}
+	if got := restore(backupPassword); !strings.Contains(got, "Backup restored") {
+		t.Fatalf("restore shows:\n%s", got)
+	}
+	if err := wait(); !errors.Is(err, ErrRestart) {
+		t.Fatalf("Run after the restore = %v, want ErrRestart", err)
+	}
+	if _, err := os.Stat(filepath.Join(bDir, SetupCodeFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("setup code file after a restore: %v", err)
+	}
+	base, wait = runBox(t, ctx, bDir, "")
+	defer func() {
+		cancel()
+		if err := wait(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if err := page.Navigate(bctx, base+"/login"); err != nil {
+		t.Fatal(err)
+	}
+	if err := page.Do(bctx, `document.querySelector("#username").value = "anna"; document.querySelector("#password").value = "`+backupPassword+`";
+		document.querySelector("form button").click()`); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	page.Eval(bctx, `location.pathname + " " + document.querySelector("h1").innerText + " " + document.querySelector("code.id").innerText`, &text)
+	if want := "/ rooftop " + node.ID(); text != want {
+		t.Errorf("after the restore, A's administrator sees %q, want %q", text, want)
 	}
 }

@@ -194,6 +194,10 @@ func (h *handler) setupRestore(w http.ResponseWriter, r *http.Request) {
 		h.wizardPage(w, r, http.StatusBadRequest, wizardData{Step: "account", Field: field, Error: msg})
 		return
 	}
+	// The restored box has its accounts: the code is of no use any more.
+	if err := h.cfg.auth.setup.remove(); err != nil {
+		h.cfg.logger.Warn("removing the setup code failed", "error", err)
+	}
 	h.restored(w, r)
 }
 
