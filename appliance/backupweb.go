@@ -66,17 +66,6 @@ func (h *handler) restoreBackup(b []byte, password string) error {
 	return nil
 }
 
-// checkBackupPassword validates a new backup password and its repetition.
-func checkBackupPassword(pw, pw2 string) string {
-	switch {
-	case len(pw) < minPasswordLen || len(pw) > maxPasswordLen:
-		return fmt.Sprintf("The backup password must have %d to %d characters.", minPasswordLen, maxPasswordLen)
-	case pw != pw2:
-		return "The two passwords differ; type the same one twice."
-	}
-	return ""
-}
-
 // settingsBackup answers the Settings page's backup form with the file.
 func (h *handler) settingsBackup(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -85,7 +74,7 @@ func (h *handler) settingsBackup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pw := r.PostFormValue("password")
-	if msg := checkBackupPassword(pw, r.PostFormValue("password2")); msg != "" {
+	if msg := checkNewPassword(pw, r.PostFormValue("password2")); msg != "" {
 		h.settingsBackupError(w, r, http.StatusBadRequest, "backup-password", msg)
 		return
 	}
@@ -209,7 +198,7 @@ func (h *handler) backupAPI(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSONPost(w, r, maxFormBody, &in, `{"password": "a long backup password"}`) {
 		return
 	}
-	if msg := checkBackupPassword(in.Password, in.Password); msg != "" {
+	if msg := checkNewPassword(in.Password, in.Password); msg != "" {
 		writeJSON(w, http.StatusBadRequest, errorResponse{Error: strings.ToLower(msg[:1]) + msg[1:]})
 		return
 	}

@@ -166,6 +166,11 @@ func TestPagesInLanguages(t *testing.T) {
 			t.Errorf("wizard in Catalan lacks %q", want)
 		}
 	}
+	// A message made by Go code is translated too.
+	resp, page = fresh.do("POST", "/setup", url.Values{"code": {"WRONG-CODE-0000"}}, "Accept-Language", "es")
+	if !strings.Contains(page, "Este no es el código de configuración") {
+		t.Errorf("wrong setup code in Spanish:\n%s", page)
+	}
 	b := wizard(t, h)
 	for _, c := range []struct {
 		lang   string
