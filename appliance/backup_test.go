@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +105,7 @@ func FuzzDecodeBackupPayload(f *testing.F) {
 			return
 		}
 		for name := range p.Files {
-			if !validBackupPath(name) || strings.Contains(name, "..") {
+			if !validBackupPath(name) || slices.Contains(strings.Split(name, "/"), "..") || path.IsAbs(name) {
 				t.Fatalf("accepted path %q", name)
 			}
 		}
