@@ -45,9 +45,9 @@ var navItems = []navItem{
 	{Path: "/gateway", Label: "Gateway"},
 	{Path: "/updates", Label: "Updates", Soon: true,
 		Blurb: "Signed software updates, passed from box to box."},
-	{Path: "/settings", Label: "Settings", Soon: true,
-		Blurb: "The name, network and storage of this box."},
+	{Path: "/settings", Label: "Settings"},
 	{Path: "/accounts", Label: "Accounts"},
+	{Path: "/logs", Label: "Logs"},
 }
 
 // panel renders the server-side HTML pages.
@@ -63,6 +63,10 @@ type panel struct {
 	progress  *template.Template
 	accounts  *template.Template
 	gateway   *template.Template
+	// certificate is the HTTPS page (https.go).
+	certificate *template.Template
+	// settings and logs: settings.go, logs.go.
+	settings, logs *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -101,7 +105,8 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-		{&p.gateway, "gateway.html"},
+		{&p.gateway, "gateway.html"}, {&p.certificate, "certificate.html"},
+		{&p.settings, "settings.html"}, {&p.logs, "logs.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err
@@ -126,16 +131,28 @@ type pageData struct {
 	CSRF string
 	// Refresh makes the page reload itself every few seconds.
 	Refresh bool
+	// Insecure is set for a page sent over plain HTTP while the box
+	// serves HTTPS: the layout then points to the certificate page.
+	Insecure bool
+	// Lang is the language of the page (i18n.go), Languages those of
+	// the selector, Here the page's path for the selector to return to.
+	Lang      string
+	Languages []panelLanguage
+	Here      string
 }
 
 // pageFor returns the layout's data for a page answering r.
 func (h *handler) pageFor(r *http.Request, title, active string) pageData {
 	d := pageData{
-		Title:    title,
-		Active:   active,
-		NodeName: h.boxName(),
-		Version:  h.cfg.version,
-		Board:    h.cfg.board,
+		Title:     title,
+		Active:    active,
+		NodeName:  h.boxName(),
+		Version:   h.cfg.version,
+		Board:     h.cfg.board,
+		Insecure:  r.TLS == nil && h.cfg.https.enabled(),
+		Lang:      requestLanguage(r),
+		Languages: panelLanguages,
+		Here:      r.URL.RequestURI(),
 	}
 	if p, ok := who(r); ok {
 		d.User, d.Admin = p.account, p.role == roleAdmin

@@ -26,6 +26,10 @@
 // log unless --gateway-log names the fields to keep (for
 // --gateway-log-days days, under the state directory).
 //
+// The panel answers over HTTPS on --https (default :443 on a box) with a
+// certificate of the box's own authority, which the panel offers for
+// download (/certificate).
+//
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
 // --api-token-file names an administrator's API token for automation.
@@ -38,6 +42,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -57,6 +62,8 @@ func main() {
 			"directory for persistent state; its parent must exist")
 		httpAddr = flag.String("http", appliance.DefaultHTTPAddr,
 			"listen address of the web panel and API; port 0 picks a free port")
+		httpsAddr = flag.String("https", "",
+			"listen `ADDR` of the panel and API over HTTPS with the box's own certificate, or \"off\" (default: "+appliance.DefaultHTTPSAddr+" on a box, off in host mode)")
 		board = flag.String("board", buildinfo.Board, "board name to report")
 		name  = flag.String("name", "",
 			"node name, used on first start only (default: the host name, else \"cloudbox\")")
@@ -122,12 +129,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	err = appliance.Run(ctx, appliance.Config{
+	cfg := appliance.Config{
 		StateDir: *stateDir,
 		HTTPAddr: *httpAddr,
-		Name:     *name,
-		Board:    *board,
-		Logger:   logger,
+		// HTTPS by default on a box only: host-mode daemons side by side
+		// would all want port 443.
+		HTTPSAddr: httpsListen(*httpsAddr, *stateDir),
+		Name:      *name,
+		Board:     *board,
+		Logger:    logger,
 
 		SetupCodeFile: *setupCode,
 		// On a box (state in /perm) the setup code also goes to the
@@ -155,7 +165,11 @@ func main() {
 			Listen:    splitList(*dnsListen),
 			Upstreams: splitList(*dnsUpstreams),
 		},
-	})
+	}
+	// A restored backup takes effect when Run starts again.
+	for err = appliance.Run(ctx, cfg); errors.Is(err, appliance.ErrRestart); err = appliance.Run(ctx, cfg) {
+		logger.Info("restarting")
+	}
 	if err != nil {
 		logger.Error("cloudboxd failed", "error", err)
 		stop()
@@ -201,4 +215,16 @@ func boxConsole(stateDir string) string {
 		return "/dev/console"
 	}
 	return ""
+}
+
+// httpsListen is the address of --https: DefaultHTTPSAddr on a box when the
+// flag is empty, none in host mode or with "off".
+func httpsListen(flagValue, stateDir string) string {
+	switch {
+	case flagValue == "off":
+		return ""
+	case flagValue == "" && stateDir == appliance.DefaultStateDir:
+		return appliance.DefaultHTTPSAddr
+	}
+	return flagValue
 }

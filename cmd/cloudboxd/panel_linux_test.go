@@ -336,7 +336,7 @@ func TestPanelBrowser(t *testing.T) {
 
 	for _, b := range []*panelBox{box1, box2} {
 		dashboardMembers(t, p, b, "2")
-		for _, page := range []string{"", "community", "services", "accounts"} {
+		for _, page := range []string{"", "community", "services", "settings", "logs", "certificate", "accounts"} {
 			if err := p.Navigate(ctx, b.url+"/"+page); err != nil {
 				t.Fatal(err)
 			}
@@ -351,6 +351,23 @@ func TestPanelBrowser(t *testing.T) {
 		t.Errorf("h1 = %q", got)
 	}
 	t.Logf("both dashboards show 2 members after %v", time.Since(begin).Round(100*time.Millisecond))
+
+	// The language selector at the foot of every page switches the panel
+	// to Catalan and back.
+	if err := p.Navigate(ctx, box1.url+"/"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ lang, h2 string }{{"ca", "Salut"}, {"es", "Salud"}, {"en", "Health"}} {
+		if err := p.Do(ctx, `document.querySelector("#lang-select").value = "`+c.lang+`"; document.querySelector("form.lang button").click()`); err != nil {
+			t.Fatal(err)
+		}
+		if got := text(t, p, "#health-h"); got != c.h2 || path(t, p) != "/" {
+			t.Errorf("dashboard in %s: heading %q at %s, want %q", c.lang, got, path(t, p), c.h2)
+		}
+		if c.lang != "en" {
+			shoot(t, p, shots, "box1-page-dashboard-"+c.lang)
+		}
+	}
 
 	// CSRF, in the browser that is logged in on both boxes: a form of
 	// another site posting to box1 is refused (the panel's own pages
