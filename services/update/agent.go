@@ -117,6 +117,10 @@ type Agent struct {
 	// Counters.
 	downloaded, uploaded, reused atomic.Int64
 
+	// servedMu guards served: recent uploads by chunk.
+	servedMu sync.Mutex
+	served   map[string]served
+
 	// mu guards the following.
 	mu       sync.Mutex
 	releases map[string]*releaseState // by version, what the store holds
@@ -174,7 +178,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 		cfg: cfg, store: st, running: running, log: cfg.Logger, client: cfg.Client,
 		down: newRateLimiter(cfg.RateLimit), up: newRateLimiter(cfg.RateLimit),
 		uploads: make(chan struct{}, cfg.MaxUploads), notify: make(chan struct{}, 1),
-		releases: map[string]*releaseState{}, rejected: map[string]Rejection{}, applied: map[string]bool{},
+		served: map[string]served{}, releases: map[string]*releaseState{}, rejected: map[string]Rejection{}, applied: map[string]bool{},
 	}
 	for _, v := range st.Versions() {
 		manifest, sigs, err := st.Release(v)
@@ -249,6 +253,7 @@ func (a *Agent) Notify() {
 // that ends early keeps the chunks received; the rest are fetched from peers
 // and the error wraps ErrIncomplete.
 func (a *Agent) Ingest(r io.Reader) (*Manifest, error) {
+	var version string
 	m, err := readTar(r, func(manifest, sigs []byte) (*Manifest, error) {
 		m, err := a.accept(manifest, sigs)
 		if err != nil {
@@ -258,9 +263,17 @@ func (a *Agent) Ingest(r io.Reader) (*Manifest, error) {
 		if err := a.addRelease(m, manifest, sigs); err != nil {
 			return nil, err
 		}
+		version = m.Version
 		return m, nil
 	}, func(hash string, data []byte) error {
-		return a.store.PutChunk(hash, data)
+		if a.store.HasChunk(hash) {
+			return nil
+		}
+		if err := a.store.PutChunk(hash, data); err != nil {
+			return err
+		}
+		a.countChunk(version)
+		return nil
 	})
 	if m != nil {
 		a.Notify()
@@ -272,6 +285,15 @@ func (a *Agent) Ingest(r io.Reader) (*Manifest, error) {
 		return m, fmt.Errorf("%w: %d of %d chunks missing; the box fetches them from its peers", ErrIncomplete, len(missing), len(m.UniqueChunks()))
 	}
 	return m, nil
+}
+
+// countChunk records one more chunk of version held.
+func (a *Agent) countChunk(version string) {
+	a.mu.Lock()
+	if rs := a.releases[version]; rs != nil {
+		rs.have++
+	}
+	a.mu.Unlock()
 }
 
 // reject records why a release was refused.

@@ -8,7 +8,7 @@ import (
 
 // rateLimiter spaces transfers to a rate: each caller reserves the time its
 // bytes take at the rate, after the previous reservation, and sleeps until
-// its slot ends. Up to a second of unused time is kept as a burst. A nil
+// its slot ends. Up to burst of unused time is kept. A nil
 // rateLimiter does not limit.
 type rateLimiter struct {
 	rate float64 // bytes per second
@@ -16,6 +16,9 @@ type rateLimiter struct {
 	mu   sync.Mutex
 	next time.Time // end of the last reservation
 }
+
+// burst is the unused time a rateLimiter keeps.
+const burst = 50 * time.Millisecond
 
 func newRateLimiter(bytesPerSecond int64) *rateLimiter {
 	if bytesPerSecond <= 0 {
@@ -32,7 +35,7 @@ func (l *rateLimiter) wait(ctx context.Context, n int) error {
 	now := time.Now()
 	l.mu.Lock()
 	start := l.next
-	if floor := now.Add(-time.Second); start.Before(floor) {
+	if floor := now.Add(-burst); start.Before(floor) {
 		start = floor
 	}
 	l.next = start.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
