@@ -101,30 +101,39 @@ func zipMember(data []byte, name string) ([]byte, error) {
 // writeRoot builds the root squashfs and writes it into partition p of the
 // image. It returns the size of the filesystem.
 func writeRoot(cfg *Config, img io.WriterAt, p partition, binDir, kernelDir string) (int64, error) {
-	tree, err := rootTree(cfg, binDir, kernelDir)
+	fsys, err := rootImage(cfg, binDir, kernelDir)
 	if err != nil {
 		return 0, err
+	}
+	n := int64(len(fsys))
+	if n > p.Size() {
+		return 0, fmt.Errorf("root filesystem is %d MiB, more than the %d MiB root slot", n>>20, p.Size()>>20)
+	}
+	if _, err := img.WriteAt(fsys, p.Offset()); err != nil {
+		return 0, fmt.Errorf("writing root filesystem into the image: %w", err)
+	}
+	return n, nil
+}
+
+// rootImage builds the root squashfs in memory.
+func rootImage(cfg *Config, binDir, kernelDir string) ([]byte, error) {
+	tree, err := rootTree(cfg, binDir, kernelDir)
+	if err != nil {
+		return nil, err
 	}
 	entries := make([]squashfs.Entry, 0, len(tree))
 	for _, name := range sortedKeys(tree) {
 		e := tree[name]
 		if e.Source != "" {
 			if e.Data, err = os.ReadFile(e.Source); err != nil {
-				return 0, fmt.Errorf("reading /%s for the root filesystem: %w", name, err)
+				return nil, fmt.Errorf("reading /%s for the root filesystem: %w", name, err)
 			}
 		}
 		entries = append(entries, squashfs.Entry{Path: name, Mode: e.Mode, Data: e.Data, Target: e.Target})
 	}
 	var buf bytes.Buffer
-	n, err := squashfs.Write(&buf, entries, squashfs.Options{ModTime: cfg.epoch()})
-	if err != nil {
-		return 0, fmt.Errorf("writing root squashfs: %w", err)
+	if _, err := squashfs.Write(&buf, entries, squashfs.Options{ModTime: cfg.epoch()}); err != nil {
+		return nil, fmt.Errorf("writing root squashfs: %w", err)
 	}
-	if n > p.Size() {
-		return 0, fmt.Errorf("root filesystem is %d MiB, more than the %d MiB root slot", n>>20, p.Size()>>20)
-	}
-	if _, err := img.WriteAt(buf.Bytes(), p.Offset()); err != nil {
-		return 0, fmt.Errorf("writing root filesystem into the image: %w", err)
-	}
-	return n, nil
+	return buf.Bytes(), nil
 }
