@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,6 +93,9 @@ type Config struct {
 	// Enabled) and the local proxy port every box offers; see
 	// GatewayConfig.
 	Gateway GatewayConfig
+
+	// Update configures updates over the mesh; see UpdateConfig.
+	Update UpdateConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -190,8 +194,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
+	upd := openUpdate(cfg.Update, cfg.StateDir, node.ID(), node.Name, cfg.Board, cfg.Version, ov, logger)
+	ov.update = upd.handler()
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
-		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status}
+		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status, "update": upd.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -215,6 +221,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
 		gateway:    gw,
+		update:     upd,
 		auth:       auth,
 		stateDir:   cfg.StateDir,
 		logger:     logger,
@@ -242,7 +249,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return append(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices()...)
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort))
 	})
 
 	served := make(chan error, 1)
@@ -252,7 +259,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run}
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()

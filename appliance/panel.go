@@ -43,7 +43,7 @@ var navItems = []navItem{
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
 	{Path: "/gateway", Label: "Gateway"},
-	{Path: "/updates", Label: "Updates", Soon: true,
+	{Path: "/updates", Label: "Updates",
 		Blurb: "Signed software updates, passed from box to box."},
 	{Path: "/settings", Label: "Settings", Soon: true,
 		Blurb: "The name, network and storage of this box."},
@@ -63,6 +63,7 @@ type panel struct {
 	progress  *template.Template
 	accounts  *template.Template
 	gateway   *template.Template
+	updates   *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -101,7 +102,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-		{&p.gateway, "gateway.html"},
+		{&p.gateway, "gateway.html"}, {&p.updates, "updates.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err
