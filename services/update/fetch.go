@@ -122,7 +122,7 @@ type queued struct {
 
 // lastResortAfter is how many failed attempts at a chunk make the next
 // one ask holders not to refuse it for load spreading.
-const lastResortAfter = 3
+const lastResortAfter = 8
 
 // next takes a chunk; ok is false when the queue is empty or stalled.
 // wait says to pause first: every chunk was tried in vain lately.
