@@ -3,6 +3,7 @@ package appliance
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -53,7 +54,13 @@ func (h *handler) releaseUpload(w http.ResponseWriter, r *http.Request) {
 	deadline := time.Now().Add(releaseUploadTime)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline)
-	m, err := h.cfg.update.agent.Ingest(http.MaxBytesReader(w, r.Body, maxReleaseUpload))
+	body := http.MaxBytesReader(w, r.Body, maxReleaseUpload)
+	m, err := h.cfg.update.agent.Ingest(body)
+	if err != nil {
+		// Read what the client still sends, so that it gets the answer
+		// instead of a reset connection in the middle of its upload.
+		io.Copy(io.Discard, body)
+	}
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, ReleaseUploadResult{Version: m.Version, Complete: true})
