@@ -58,10 +58,10 @@ func (b *box) pushRelease(t *testing.T, dir string) (int, string) {
 // from the boxes that hold them); a release signed by a key the community
 // does not trust is refused at the box it is pushed to and goes nowhere.
 //
-//	        sw: br0 192.0.2.0/24
-//	   ┌──────────┼──────────┐
-//	  a .1       b .2       c .3
-//	 (push)
+//	       sw: br0 192.0.2.0/24
+//	  ┌──────────┼──────────┐
+//	 a .1       b .2       c .3
+//	(push)
 func TestUpdateSpreads(t *testing.T) {
 	requireTools(t)
 	bin, sw := prepare(t)
