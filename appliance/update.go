@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -57,6 +58,9 @@ type updateService struct {
 	agent   *update.Agent // nil when off or failed
 	problem string        // why agent is nil
 	log     *slog.Logger
+	// root is the running root slot, whose chunks an update reuses; nil
+	// in host mode. run closes it.
+	root *os.File
 }
 
 // openUpdate prepares the update agent; a broken trust file or store is
@@ -85,8 +89,14 @@ func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version str
 			return u
 		}
 	}
+	if dev := runningRootDevice(); dev != "" {
+		if u.root, err = os.Open(dev); err != nil {
+			u.log.Warn("cannot read the running root slot; updates fetch all of it", "device", dev, "error", err)
+		}
+	}
 	port := ov.cfg.ListenPort
 	u.agent, err = update.NewAgent(update.Config{
+		Local: u.local,
 		Dir: filepath.Join(dir, "store"), Board: board, Channel: cfg.Channel, Running: runningVersion(version),
 		Trust: trust, NodeID: nodeID, RateLimit: cfg.RateLimit, Logger: u.log,
 		Peers: func() []update.Peer { return updatePeers(ov, nodeID, port) },
@@ -154,8 +164,19 @@ func (u *updateService) handler() http.Handler {
 	return u.agent.Handler()
 }
 
+// local returns the running root slot for the root artifact.
+func (u *updateService) local(name string) io.ReaderAt {
+	if name != update.RootArtifact || u.root == nil {
+		return nil
+	}
+	return u.root
+}
+
 // run runs the agent until ctx is done.
 func (u *updateService) run(ctx context.Context) error {
+	if u.root != nil {
+		defer u.root.Close()
+	}
 	if u.agent == nil {
 		return nil
 	}

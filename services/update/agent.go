@@ -52,6 +52,11 @@ type Config struct {
 	// in any order; it is called from several goroutines. Nil means none
 	// (releases then enter only through Ingest).
 	Peers func() []Peer
+	// Local returns the running system's copy of an artifact of that name
+	// (the active root slot for RootArtifact), or nil when it has none: a
+	// missing chunk found there at its place is taken instead of fetched,
+	// so an update that changes little moves little. Nil means none.
+	Local func(name string) io.ReaderAt
 	// Client fetches from peers; nil means a client without timeout (each
 	// request is bounded by the agent).
 	Client *http.Client

@@ -444,3 +444,46 @@ func TestRollout(t *testing.T) {
 		t.Errorf("after restart: %+v, want rollout %v and complete", got, st.RolloutAt)
 	}
 }
+
+// TestReuseLocal: chunks of the running root slot (here a file, the root
+// followed by the rest of the partition) are taken from it, not fetched.
+func TestReuseLocal(t *testing.T) {
+	k := testKey(1)
+	const cs = 64 << 10
+	running := payload("running", 12*cs+100)
+	next := append([]byte{}, running...)
+	copy(next[5*cs:], payload("new", 10))
+	slot := filepath.Join(t.TempDir(), "slot")
+	if err := os.WriteFile(slot, append(append([]byte{}, running...), make([]byte, 3*cs)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	makeRelease(t, dir, release{version: "2.0.0", root: next}, k)
+	net := &testNet{t: t}
+	a := net.add(Config{Trust: trustOf(1, k)})
+	b := net.add(Config{Trust: trustOf(1, k), Local: func(name string) io.ReaderAt {
+		if name == RootArtifact {
+			return f
+		}
+		return nil
+	}})
+	if _, err := ingestDir(t, a.agent, dir); err != nil {
+		t.Fatal(err)
+	}
+	b.agent.step(t.Context())
+	if st := statusOf(b.agent, "2.0.0"); !st.Complete {
+		t.Fatalf("%+v", st)
+	}
+	st := b.agent.Status()
+	if st.Downloaded != cs || st.Reused != int64(len(next)-cs) {
+		t.Errorf("downloaded %d, reused %d; want %d and %d", st.Downloaded, st.Reused, cs, len(next)-cs)
+	}
+	if !bytes.Equal(assembled(t, b.agent, "2.0.0", RootArtifact), next) {
+		t.Error("root differs")
+	}
+}

@@ -60,6 +60,7 @@ type fetchRun struct {
 // does not send every chunk to everybody. It returns nil when every chunk
 // is stored.
 func (a *Agent) fetch(ctx context.Context, m *Manifest, peers []Peer) error {
+	a.reuseLocal(m)
 	missing := a.store.Missing(m)
 	if len(missing) == 0 {
 		return nil
@@ -185,6 +186,39 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// reuseLocal stores the missing chunks of m that the running system's
+// artifacts (Config.Local) hold at the same place.
+func (a *Agent) reuseLocal(m *Manifest) {
+	if a.cfg.Local == nil {
+		return
+	}
+	for _, art := range m.Artifacts {
+		r := a.cfg.Local(art.Name)
+		if r == nil {
+			continue
+		}
+		buf := make([]byte, m.ChunkSize)
+		for i, c := range art.Chunks {
+			if a.store.HasChunk(c) {
+				continue
+			}
+			n := m.ChunkLen(art, i)
+			if _, err := r.ReadAt(buf[:n], int64(i)*m.ChunkSize); err != nil && !errors.Is(err, io.EOF) {
+				break
+			}
+			if sum := sha256.Sum256(buf[:n]); hex.EncodeToString(sum[:]) != c {
+				continue
+			}
+			if err := a.store.PutChunk(c, buf[:n]); err != nil {
+				a.log.Warn("storing a local chunk failed", "error", err)
+				return
+			}
+			a.reused.Add(n)
+			a.countChunk(m.Version)
+		}
 	}
 }
 
