@@ -97,7 +97,7 @@ func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version str
 	port := ov.cfg.ListenPort
 	u.agent, err = update.NewAgent(update.Config{
 		Local: u.local,
-		Dir: filepath.Join(dir, "store"), Board: board, Channel: cfg.Channel, Running: runningVersion(version),
+		Dir:   filepath.Join(dir, "store"), Board: board, Channel: cfg.Channel, Running: runningVersion(version),
 		Trust: trust, NodeID: nodeID, RateLimit: cfg.RateLimit, Logger: u.log,
 		Peers: func() []update.Peer { return updatePeers(ov, nodeID, port) },
 	})
