@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cloudbox/cloudbox/services"
@@ -61,12 +62,16 @@ type updateService struct {
 	// root is the running root slot, whose chunks an update reuses; nil
 	// in host mode. run closes it.
 	root *os.File
+	// changed returns a channel closed when the catalog changes (a peer
+	// may announce a release).
+	changed func() <-chan struct{}
 }
 
 // openUpdate prepares the update agent; a broken trust file or store is
 // reported in the status, and the daemon runs on without updates.
 func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version string, ov *overlayService, logger *slog.Logger) *updateService {
-	u := &updateService{cfg: cfg, node: nodeName, board: board, version: version, log: logger.With("component", "update")}
+	u := &updateService{cfg: cfg, node: nodeName, board: board, version: version, log: logger.With("component", "update"),
+		changed: ov.changed.Wait}
 	if cfg.Off {
 		u.problem = "updates are turned off (--update off)"
 		return u
@@ -180,6 +185,21 @@ func (u *updateService) run(ctx context.Context) error {
 	if u.agent == nil {
 		return nil
 	}
+	// A catalog change may be a peer announcing a release: look at once.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-u.changed():
+				u.agent.Notify()
+			}
+		}
+	})
 	return u.agent.Run(ctx)
 }
 
