@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,9 +127,22 @@ func TestUpdateAPI(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"<h1>Updates</h1>", "<code>2.0.0</code>", "Complete", "1 of 1 trusted keys"} {
+	for _, want := range []string{"<h1>Updates</h1>", "<code>2.0.0</code>", "Complete", "1 of 1 trusted keys", `id="release-upload"`} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("Updates page (HTTP %d) lacks %q", resp.StatusCode, want)
 		}
+	}
+	js := regexp.MustCompile(`<script src="([^"]+)"`).FindSubmatch(page)
+	if js == nil {
+		t.Fatal("Updates page has no script")
+	}
+	resp, err = client.Get(base + string(js[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(script), "/api/v1/update/releases") || !strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
+		t.Errorf("GET %s: %d %q", js[1], resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -181,10 +182,14 @@ func parseOnly(fs *flag.FlagSet, args []string, n int) error {
 }
 
 const updateUsage = `usage:
-  cloudbox update push --to BOX_URL DIR     (a release directory; admin token in $CLOUDBOX_TOKEN)`
+  cloudbox update push --to BOX_URL DIR     (a release directory; admin token in $CLOUDBOX_TOKEN)
+  cloudbox update pack --out FILE DIR       (one file to upload on the panel's Updates page)`
 
 // runUpdate pushes a release into a box, which then spreads it.
 func runUpdate(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "pack" {
+		return runPack(args[1:])
+	}
 	if len(args) == 0 || args[0] != "push" {
 		return fmt.Errorf("unknown subcommand\n%s", updateUsage)
 	}
@@ -236,4 +241,21 @@ func runUpdate(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("release %s is on the box (complete: %v); it spreads to the community from there\n", res.Version, res.Complete)
 	return nil
+}
+
+// runPack writes a release directory as one release stream file.
+func runPack(args []string) error {
+	fs := flag.NewFlagSet("update pack", flag.ContinueOnError)
+	out := fs.String("out", "", "file to write, e.g. release.tar")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || *out == "" {
+		return fmt.Errorf("name --out FILE and one release directory\n%s", updateUsage)
+	}
+	var buf bytes.Buffer
+	if err := update.WriteTar(&buf, fs.Arg(0), nil); err != nil {
+		return err
+	}
+	return atomicfile.Write(*out, buf.Bytes(), 0o644)
 }
