@@ -121,7 +121,18 @@ func TestUpdateAPI(t *testing.T) {
 	if c := st.Components["update"]; !c.OK || c.Detail["newest"] != "2.0.0" {
 		t.Errorf("components.update = %+v", c)
 	}
-	resp, err := authedGet(client, base+"/updates")
+	resp, err := authedGet(client, base+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"cloudbox_update_releases 1\n", "cloudbox_update_rejected 2\n", "cloudbox_update_fetched_bytes_total 0\n"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	resp, err = authedGet(client, base+"/updates")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -108,4 +109,17 @@ func (h *handler) updatesPage(w http.ResponseWriter, r *http.Request) {
 		Releases []row
 		Traffic  [3]string
 	}{h.pageFor(r, "Updates", "/updates"), v, rows, traffic})
+}
+
+// writeUpdateMetrics adds the update agent's counters to /metrics.
+func (h *handler) writeUpdateMetrics(b *bytes.Buffer) {
+	if h.cfg.update == nil || h.cfg.update.agent == nil {
+		return
+	}
+	st := h.cfg.update.agent.Status()
+	writeMetric(b, "cloudbox_update_fetched_bytes_total", "counter", "Release bytes fetched from peers.", float64(st.Downloaded))
+	writeMetric(b, "cloudbox_update_served_bytes_total", "counter", "Release bytes served to peers.", float64(st.Uploaded))
+	writeMetric(b, "cloudbox_update_reused_bytes_total", "counter", "Release bytes taken from what the box held instead of fetched.", float64(st.Reused))
+	writeMetric(b, "cloudbox_update_releases", "gauge", "Releases held.", float64(len(st.Releases)))
+	writeMetric(b, "cloudbox_update_rejected", "gauge", "Releases refused (by version and source) since the start.", float64(len(st.Rejected)))
 }

@@ -146,6 +146,9 @@ type releaseState struct {
 	fetchErr    string
 }
 
+// maxRejections bounds the refusals remembered.
+const maxRejections = 256
+
 // Rejection records a release refused from a peer or an upload.
 type Rejection struct {
 	Version string `json:"version"`
@@ -310,6 +313,9 @@ func (a *Agent) reject(r Rejection, manifest []byte) {
 	}
 	a.log.Info("release rejected", "version", r.Version, "from", r.From, "reason", r.Reason)
 	a.mu.Lock()
+	if len(a.rejected) >= maxRejections {
+		clear(a.rejected) // forgetting lets a peer be asked again; no harm
+	}
 	a.rejected[r.Version+"\x00"+r.From] = r
 	a.mu.Unlock()
 }
@@ -653,7 +659,7 @@ func (a *Agent) Status() Status {
 		Downloaded: a.downloaded.Load(), Uploaded: a.uploaded.Load(), Reused: a.reused.Load()}
 	for _, rs := range a.releases {
 		s.Releases = append(s.Releases, ReleaseStatus{Version: rs.m.Version, Channel: rs.m.Channel, Date: rs.m.Date,
-			Size: rs.m.Size(), Chunks: rs.total, ChunksHeld: rs.have, Complete: rs.Complete,
+			Size: rs.m.Size(), Chunks: rs.total, ChunksHeld: min(rs.have, rs.total), Complete: rs.Complete,
 			RolloutAt: rs.RolloutAt, Result: rs.Result, Error: cmp.Or(rs.Error, rs.fetchErr)})
 	}
 	slices.SortFunc(s.Releases, func(x, y ReleaseStatus) int { return compareVersionStrings(y.Version, x.Version) })
