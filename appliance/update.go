@@ -41,12 +41,17 @@ type UpdateConfig struct {
 	// Channel is the release channel; zero means stable.
 	Channel string
 	// TrustFile is the trust file (see update.ParseTrust); zero means
-	// trust.json in the update directory.
+	// trust.json in the update directory if it exists, else ImageTrustFile.
 	TrustFile string
 	// RateLimit caps bytes per second fetched from peers and served to
 	// them, each; zero means no cap.
 	RateLimit int64
 }
+
+// ImageTrustFile is the release trust file an image carries (cloudbox
+// image --release-trust): the keys a box trusts while its state directory
+// has no trust file of its own.
+const ImageTrustFile = "/etc/cloudbox/update-trust.json"
 
 // updateService is the update component: the agent, announced in the
 // catalog and serving chunks over the overlay.
@@ -80,6 +85,9 @@ func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version str
 	trustFile := cfg.TrustFile
 	if trustFile == "" {
 		trustFile = filepath.Join(dir, "trust.json")
+		if _, err := os.Stat(trustFile); errors.Is(err, fs.ErrNotExist) {
+			trustFile = ImageTrustFile
+		}
 	}
 	var trust update.Trust
 	data, err := os.ReadFile(trustFile)
@@ -213,7 +221,7 @@ func (u *updateService) status(context.Context) ComponentStatus {
 		d["newest"] = st.Releases[0].Version
 	}
 	if st.TrustKeys == 0 {
-		return ComponentStatus{OK: false, Error: "no release keys are trusted, so no update is accepted; write the community's keys with `cloudbox release trust` into " + filepath.Join(UpdateDir, "trust.json") + " of the state directory", Detail: d}
+		return ComponentStatus{OK: false, Error: "no release keys are trusted, so no update is accepted; build the image with `cloudbox image --release-trust FILE`, or write the community's keys (`cloudbox release trust`) into " + filepath.Join(UpdateDir, "trust.json") + " of the state directory", Detail: d}
 	}
 	return ComponentStatus{OK: true, Detail: d}
 }

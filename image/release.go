@@ -36,11 +36,14 @@ type ReleaseConfig struct {
 	Spread time.Duration
 	// ChunkSize is the chunk size; zero means update.DefaultChunkSize.
 	ChunkSize int64
-	// SourceDateEpoch, SourceDir, CABundle, GoCmd and Logger are as in
-	// Config. The release date is SourceDateEpoch.
+	// SourceDateEpoch, SourceDir, CABundle, ReleaseTrust, GoCmd and
+	// Logger are as in Config. The release date is SourceDateEpoch. A
+	// release with a ReleaseTrust hands the boxes that install it new
+	// release keys.
 	SourceDateEpoch int64
 	SourceDir       string
 	CABundle        string
+	ReleaseTrust    string
 	GoCmd           string
 	Logger          *slog.Logger
 }
@@ -59,7 +62,7 @@ func BuildRelease(ctx context.Context, rc ReleaseConfig) (*update.Manifest, erro
 		return nil, fmt.Errorf("release directory %s is not empty: choose a new one", rc.Out)
 	}
 	cfg := Config{Board: rc.Board, Out: filepath.Join(rc.Out, "unused.img"), Version: rc.Version,
-		SourceDateEpoch: rc.SourceDateEpoch, SourceDir: rc.SourceDir, CABundle: rc.CABundle, GoCmd: rc.GoCmd}
+		SourceDateEpoch: rc.SourceDateEpoch, SourceDir: rc.SourceDir, CABundle: rc.CABundle, ReleaseTrust: rc.ReleaseTrust, GoCmd: rc.GoCmd}
 	if err := cfg.setDefaults(ctx); err != nil {
 		return nil, err
 	}

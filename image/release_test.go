@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,8 +24,17 @@ func TestBuildRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "rel")
+	trust := filepath.Join(t.TempDir(), "trust.json")
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustData := update.Trust{Keys: []ed25519.PublicKey{pub}, Threshold: 1}.Encode()
+	if err := os.WriteFile(trust, trustData, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	m, err := BuildRelease(t.Context(), ReleaseConfig{Board: b, Version: "1.2.3", Out: dir, Channel: "testing",
-		SourceDateEpoch: 1700000000, SourceDir: testenv.ModuleRoot(t)})
+		SourceDateEpoch: 1700000000, SourceDir: testenv.ModuleRoot(t), ReleaseTrust: trust})
 	if err != nil {
 		t.Fatalf("BuildRelease: %v", err)
 	}
@@ -69,6 +79,10 @@ func TestBuildRelease(t *testing.T) {
 	out, err := exec.Command(unsquashfs, "-cat", img, "etc/cloudbox-release").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "VERSION=1.2.3\n") {
 		t.Errorf("etc/cloudbox-release: %v: %s", err, out)
+	}
+	out, err = exec.Command(unsquashfs, "-cat", img, ReleaseTrustPath).CombinedOutput()
+	if err != nil || !bytes.Equal(out, trustData) {
+		t.Errorf("%s in the release: %v: %s", ReleaseTrustPath, err, out)
 	}
 	out, err = exec.Command(unsquashfs, "-l", img).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "user/cloudboxd") {

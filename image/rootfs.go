@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/cloudbox/cloudbox/image/internal/squashfs"
+	"github.com/cloudbox/cloudbox/services/update"
 )
 
 // rootEntry is one file, directory or symlink of the root filesystem.
@@ -19,6 +20,10 @@ type rootEntry struct {
 	Source string      // or: file to copy contents from
 	Target string      // symlink target
 }
+
+// ReleaseTrustPath is where an image's release trust file is, relative to
+// the root.
+const ReleaseTrustPath = "etc/cloudbox/update-trust.json"
 
 // rootTree returns the root filesystem of an image: gokrazy's layout
 // (shared/docs/gokrazy-image.md §4) with cloudboxd as the one user program.
@@ -43,6 +48,18 @@ func rootTree(cfg *Config, binDir, kernelDir string) (map[string]rootEntry, erro
 	t["etc/http-port.txt"] = rootEntry{Mode: 0o644, Data: []byte("8079")}
 	t["etc/https-port.txt"] = rootEntry{Mode: 0o644, Data: []byte("8443")}
 	t["etc/cloudbox-release"] = rootEntry{Mode: 0o644, Data: []byte(fmt.Sprintf("VERSION=%s\nBOARD=%s\nBUILD_TIME=%s\n", cfg.Version, cfg.Board.Name, cfg.buildTimestamp()))}
+
+	if cfg.ReleaseTrust != "" {
+		trust, err := os.ReadFile(cfg.ReleaseTrust)
+		if err != nil {
+			return nil, fmt.Errorf("reading the release trust file: %w", err)
+		}
+		if _, err := update.ParseTrust(trust); err != nil {
+			return nil, fmt.Errorf("release trust file %s: %w", cfg.ReleaseTrust, err)
+		}
+		t["etc/cloudbox"] = dir
+		t[ReleaseTrustPath] = rootEntry{Mode: 0o644, Data: trust}
+	}
 
 	ca, err := os.ReadFile(cfg.CABundle)
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 )
 
 const releaseUsage = `usage:
-  cloudbox release --board B --version V --out DIR [--channel C] [--min-version V] [--spread 72h] [--downgrade]
+  cloudbox release --board B --version V --out DIR [--channel C] [--min-version V] [--spread 72h] [--downgrade] [--release-trust FILE]
   cloudbox release keygen --out KEYFILE          (prints the public key)
   cloudbox release sign --key KEYFILE DIR
   cloudbox release trust --out FILE --threshold K PUBKEY...
@@ -48,6 +48,7 @@ func runRelease(ctx context.Context, args []string) error {
 		minVersion := fs.String("min-version", "", "oldest running version that may update to it")
 		spread := fs.Duration("spread", 0, "rollout spread: boxes install at moments within it")
 		downgrade := fs.Bool("downgrade", false, "allow boxes running newer versions to install it")
+		trust := fs.String("release-trust", "", "release trust `FILE` the release carries (the keys boxes trust after installing it)")
 		if err := parseOnly(fs, args, 0); err != nil {
 			return err
 		}
@@ -62,7 +63,7 @@ func runRelease(ctx context.Context, args []string) error {
 			}
 		}
 		m, err := image.BuildRelease(ctx, image.ReleaseConfig{Board: b, Version: *version, Out: *out, Channel: *channel,
-			MinVersion: *minVersion, Spread: *spread, Downgrade: *downgrade, SourceDateEpoch: epoch, Logger: slog.Default()})
+			MinVersion: *minVersion, Spread: *spread, Downgrade: *downgrade, ReleaseTrust: *trust, SourceDateEpoch: epoch, Logger: slog.Default()})
 		if err != nil {
 			return err
 		}
