@@ -395,7 +395,7 @@ func (a *Agent) step(ctx context.Context) {
 		return
 	}
 	if !a.isComplete(target) {
-		err := a.fetch(ctx, target, peers)
+		err := a.fetch(ctx, target)
 		a.mu.Lock()
 		rs := a.releases[target.Version]
 		if err != nil {

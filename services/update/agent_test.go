@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -484,6 +485,55 @@ func TestReuseLocal(t *testing.T) {
 		t.Errorf("downloaded %d, reused %d; want %d and %d", st.Downloaded, st.Reused, cs, len(next)-cs)
 	}
 	if !bytes.Equal(assembled(t, b.agent, "2.0.0", RootArtifact), next) {
+		t.Error("root differs")
+	}
+}
+
+// TestDamagedChunkRefetched: a chunk damaged on the disk after it was
+// stored is found when the release is checked as a whole, dropped, and
+// fetched again.
+func TestDamagedChunkRefetched(t *testing.T) {
+	k := testKey(1)
+	dir := t.TempDir()
+	root := payload("root", 5*64<<10)
+	makeRelease(t, dir, release{version: "1.0.0", root: root}, k)
+	net := &testNet{t: t}
+	a := net.add(Config{Trust: trustOf(1, k)})
+	b := net.add(Config{Trust: trustOf(1, k)})
+	if _, err := ingestDir(t, a.agent, dir); err != nil {
+		t.Fatal(err)
+	}
+	a.agent.step(t.Context())
+	// b has the manifest and every chunk, one of them damaged.
+	manifest, sigs, _ := ReadReleaseDir(dir)
+	m, _ := ParseManifest(manifest)
+	if err := b.agent.addRelease(m, manifest, sigs); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range m.UniqueChunks() {
+		data, _ := os.ReadFile(filepath.Join(dir, ChunksDir, c.Hash))
+		if err := b.agent.store.PutChunk(c.Hash, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := m.Artifacts[0].Chunks[2]
+	p := filepath.Join(b.agent.cfg.Dir, ChunksDir, bad)
+	data, _ := os.ReadFile(p)
+	data[10] ^= 1
+	os.WriteFile(p, data, 0o644)
+
+	b.agent.step(t.Context())
+	if st := statusOf(b.agent, "1.0.0"); st.Complete || !strings.Contains(st.Error, "damaged") {
+		t.Fatalf("with a damaged chunk: %+v", st)
+	}
+	b.agent.step(t.Context())
+	if st := statusOf(b.agent, "1.0.0"); !st.Complete {
+		t.Fatalf("after refetching: %+v", st)
+	}
+	if got := b.agent.Status().Downloaded; got != 64<<10 {
+		t.Errorf("downloaded %d bytes, want one chunk", got)
+	}
+	if !bytes.Equal(assembled(t, b.agent, "1.0.0", RootArtifact), root) {
 		t.Error("root differs")
 	}
 }

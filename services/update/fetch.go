@@ -59,7 +59,7 @@ type fetchRun struct {
 // release: boxes that got a chunk pass it on, and the source of a release
 // does not send every chunk to everybody. It returns nil when every chunk
 // is stored.
-func (a *Agent) fetch(ctx context.Context, m *Manifest, peers []Peer) error {
+func (a *Agent) fetch(ctx context.Context, m *Manifest) error {
 	a.reuseLocal(m)
 	missing := a.store.Missing(m)
 	if len(missing) == 0 {

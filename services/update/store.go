@@ -78,7 +78,8 @@ func (s *Store) OpenChunk(hash string) (*os.File, error) {
 	return f, err
 }
 
-// ReadChunk returns a stored chunk's bytes, checked against its hash.
+// ReadChunk returns a stored chunk's bytes, checked against its hash; a
+// damaged chunk is removed.
 func (s *Store) ReadChunk(hash string) ([]byte, error) {
 	f, err := s.OpenChunk(hash)
 	if err != nil {
@@ -90,7 +91,9 @@ func (s *Store) ReadChunk(hash string) ([]byte, error) {
 		return nil, fmt.Errorf("reading chunk %.12s: %w", hash, err)
 	}
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != hash {
-		return nil, fmt.Errorf("%w: stored chunk %.12s is damaged", ErrChunkMismatch, hash)
+		// Drop it, so that it is fetched again.
+		os.Remove(s.chunkPath(hash))
+		return nil, fmt.Errorf("%w: stored chunk %.12s was damaged and is dropped", ErrChunkMismatch, hash)
 	}
 	return data, nil
 }
