@@ -24,7 +24,7 @@ func TestScale(t *testing.T) {
 	trust := update.Trust{Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, Threshold: 1}
 
 	dir := t.TempDir()
-	root := make([]byte, 2<<20)
+	root := make([]byte, 1<<20)
 	rand.NewChaCha8(seed).Read(root)
 	size := int64(len(root))
 	if _, err := update.WriteRelease(dir, update.Manifest{Board: "amd64", Channel: "stable", Version: "2.0.0", ChunkSize: 32 << 10},
@@ -46,7 +46,7 @@ func TestScale(t *testing.T) {
 	if err := net.Inject(net.Nodes()[0], dir); err != nil {
 		t.Fatalf("inject: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
 	if err := net.WaitComplete(ctx, "2.0.0"); err != nil {
 		t.Fatal(err)
