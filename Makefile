@@ -66,7 +66,7 @@ clean:
 	rm -rf $(OUT)
 
 # Peer benchmarks (root; see bench/README.md). Not part of `make test`.
-.PHONY: bench bench-overlay bench-dns bench-proxy
+.PHONY: bench bench-overlay bench-dns bench-proxy bench-update
 bench: bench-overlay bench-dns bench-proxy
 
 bench-overlay:
@@ -77,3 +77,7 @@ bench-dns:
 
 bench-proxy:
 	@bash bench/proxy.sh
+
+# Updates over the mesh, host mode, no root: N = 5, 20, 50 boxes.
+bench-update:
+	$(GO) run ./bench/updatebench $(UPDATE_BENCH_ARGS)

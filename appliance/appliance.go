@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -103,6 +104,9 @@ type Config struct {
 	// Enabled) and the local proxy port every box offers; see
 	// GatewayConfig.
 	Gateway GatewayConfig
+
+	// Update configures updates over the mesh; see UpdateConfig.
+	Update UpdateConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -225,10 +229,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	upd := openUpdate(cfg.Update, cfg.StateDir, node.ID(), node.Name, cfg.Board, cfg.Version, ov, logger)
+	ov.update = upd.handler()
 	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
 		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status,
-		"https": hs.status}
+		"https": hs.status, "update": upd.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -252,6 +258,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
 		gateway:    gw,
+		update:     upd,
 		auth:       auth,
 		https:      hs,
 		logs:       logs,
@@ -288,7 +295,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return append(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices()...)
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort))
 	})
 
 	served := make(chan error, 1)
@@ -298,7 +305,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run}
 	background = append(background, hs.run)
 	done := make(chan error, len(background))
 	for _, run := range background {

@@ -39,6 +39,8 @@ type handlerConfig struct {
 	// gateway is shown by the proxy API, the gateway page, the PAC file
 	// and the metrics; nil means none.
 	gateway *gatewayService
+	// update is shown by the update API and page; nil means none.
+	update *updateService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
@@ -104,6 +106,8 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/settings", member(h.settingsAPI))
 	h.mux.Handle("/api/v1/backup", admin(h.backupAPI))
 	h.mux.Handle("/api/v1/restore", admin(h.restoreAPI))
+	h.mux.Handle("/api/v1/update", member(apiGetOnly(h.updateInfo)))
+	h.mux.Handle("/api/v1/update/releases", admin(h.releaseUpload))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))
@@ -135,6 +139,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/setup/restore", h.wizardAuth(h.setupRestore))
 	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
 	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))
+	h.mux.Handle("/updates", getOnly(h.pageAuth(roleMember, h.updatesPage)))
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
 	h.mux.Handle("/accounts/edit", h.pageAuth(roleMember, h.accountsEdit))
 	for _, p := range navItems {

@@ -43,7 +43,7 @@ var navItems = []navItem{
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
 	{Path: "/gateway", Label: "Gateway"},
-	{Path: "/updates", Label: "Updates", Soon: true,
+	{Path: "/updates", Label: "Updates",
 		Blurb: "Signed software updates, passed from box to box."},
 	{Path: "/settings", Label: "Settings"},
 	{Path: "/accounts", Label: "Accounts"},
@@ -67,6 +67,7 @@ type panel struct {
 	certificate *template.Template
 	// settings and logs: settings.go, logs.go.
 	settings, logs *template.Template
+	updates        *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -107,6 +108,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
 		{&p.gateway, "gateway.html"}, {&p.certificate, "certificate.html"},
 		{&p.settings, "settings.html"}, {&p.logs, "logs.html"},
+		{&p.gateway, "gateway.html"}, {&p.updates, "updates.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

@@ -97,6 +97,8 @@ func main() {
 		gwLog       = flag.String("gateway-log", "", "comma-separated `FIELDS` of the gateway's access log, e.g. time,user,box,host,status,bytes (of "+strings.Join(proxy.AccessLogFields, ",")+"; empty: no access log)")
 		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
 		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
+		updChannel  = flag.String("update-channel", "", "release `CHANNEL` to follow (default stable; \"off\": no updates)")
+		updRate     = flag.Int64("update-rate", 0, "bandwidth cap of updates in `BYTES` per second, fetched and served each (0: none)")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -154,6 +156,7 @@ func main() {
 			Interface: mdnsInterface(*mdnsIf),
 			Browse:    splitList(*mdnsBrowse),
 		},
+		Update: appliance.UpdateConfig{Off: *updChannel == "off", Channel: *updChannel, RateLimit: *updRate},
 		Gateway: appliance.GatewayConfig{
 			Enabled: *gateway, HTTPAddr: *gwHTTP, SOCKSAddr: *gwSOCKS, NoSOCKS: *gwSOCKS == "off",
 			LocalAddr: strings.Join(splitList(*gwLocal), ","), Federation: fed, FederatedBoxes: fedBoxes,
