@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "storage") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -92,6 +93,10 @@ type Config struct {
 	// Enabled) and the local proxy port every box offers; see
 	// GatewayConfig.
 	Gateway GatewayConfig
+
+	// Storage configures the shared folders (WebDAV) and the community
+	// vault; see StorageConfig.
+	Storage StorageConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -190,8 +195,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
+	st, err := openStorage(cfg.Storage, cfg.StateDir, node, ov, logger, cfg.Now)
+	if err != nil {
+		return err
+	}
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
-		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status}
+		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status, "storage": st.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -215,6 +224,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
 		gateway:    gw,
+		storage:    st,
 		auth:       auth,
 		stateDir:   cfg.StateDir,
 		logger:     logger,
@@ -242,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return append(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices()...)
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), st.builtinServices(node.Name, ln.Addr()))
 	})
 
 	served := make(chan error, 1)
@@ -252,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, st.run}
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()

@@ -43,6 +43,7 @@ var navItems = []navItem{
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
 	{Path: "/gateway", Label: "Gateway"},
+	{Path: "/storage", Label: "Storage"},
 	{Path: "/updates", Label: "Updates", Soon: true,
 		Blurb: "Signed software updates, passed from box to box."},
 	{Path: "/settings", Label: "Settings", Soon: true,
@@ -63,11 +64,13 @@ type panel struct {
 	progress  *template.Template
 	accounts  *template.Template
 	gateway   *template.Template
+	// storage and storageFiles are the storage pages.
+	storage, storageFiles *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	base, err := template.New("layout.html").
-		Funcs(template.FuncMap{"static": staticURL}).
+		Funcs(template.FuncMap{"static": staticURL, "bytes": formatSize}).
 		ParseFS(templateFS, "web/templates/layout.html")
 	if err != nil {
 		return nil, fmt.Errorf("parsing panel layout: %w", err)
@@ -101,7 +104,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-		{&p.gateway, "gateway.html"},
+		{&p.gateway, "gateway.html"}, {&p.storage, "storage.html"}, {&p.storageFiles, "storagefiles.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err
