@@ -95,7 +95,9 @@ func TestVault(t *testing.T) {
 			b.args = append(b.args, "--vault-offer", "67108864")
 		}
 	}
+	start := time.Now()
 	community(t, bin, boxes, "192.0.2.1:51820")
+	t.Logf("community of %d boxes up after %v", len(boxes), time.Since(start).Round(time.Millisecond))
 	owner := boxes[0]
 	byName := make(map[string]*box)
 	for _, b := range boxes {
@@ -108,6 +110,7 @@ func TestVault(t *testing.T) {
 		return ""
 	})
 
+	t.Logf("7 vault boxes in the owner's catalog after %v", time.Since(start).Round(time.Millisecond))
 	data := make([]byte, 3<<20+1234)
 	rand.Read(data)
 	code, body := owner.do(t, http.MethodPost, "/api/v1/storage/vault?name=family.bin", data)
@@ -184,6 +187,7 @@ func TestVault(t *testing.T) {
 	if got := read(owner, byID); !bytes.Equal(got, data) {
 		t.Fatalf("with two holders gone, owner read back %d bytes, not the %d stored", len(got), len(data))
 	}
+	t.Logf("two holders stopped after %v", time.Since(start).Round(time.Millisecond))
 	// The repair rebuilds their shares on the two spare boxes.
 	var f vaultFile
 	netnstest.WaitFor(t, 45*time.Second, func() string {
@@ -202,6 +206,7 @@ func TestVault(t *testing.T) {
 		}
 		return ""
 	})
+	t.Logf("repaired after %v", time.Since(start).Round(time.Millisecond))
 	for _, s := range spares {
 		if n := s.storage(t).Vault.Store.Shares; n != 1 {
 			t.Errorf("spare %s holds %d shares after the repair, want 1", s.name, n)

@@ -40,23 +40,10 @@ func davServer(t *testing.T, quota int64) (*Folders, *httptest.Server) {
 	return f, srv
 }
 
-// curl runs curl with args and returns its output and the HTTP status
-// (-w at the end).
+// curl runs curl as alice.
 func curl(t *testing.T, stdin []byte, args ...string) (string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "curl", append([]string{"-sS", "-u", "alice:secret", "-w", "\n%{http_code}"}, args...)...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("curl %v: %v\n%s", args, err, out)
-	}
-	s := string(out)
-	i := strings.LastIndexByte(s, '\n')
-	return s[:i], s[i+1:]
+	return testenv.Curl(t, stdin, append([]string{"-u", "alice:secret"}, args...)...)
 }
 
 func TestWebDAVCurl(t *testing.T) {
