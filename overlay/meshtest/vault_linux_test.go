@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestVault(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	community(t, bin, boxes, "192.0.2.1:51820")
+	addrs, _ := community(t, bin, boxes, "192.0.2.1:51820")
 	t.Logf("community of %d boxes up after %v", len(boxes), time.Since(start).Round(time.Millisecond))
 	owner := boxes[0]
 	byName := make(map[string]*box)
@@ -215,4 +216,49 @@ func TestVault(t *testing.T) {
 	if got := read(spares[1], byCap); !bytes.Equal(got, data) {
 		t.Fatalf("after the repair %s read back %d bytes, not the %d stored", spares[1].name, len(got), len(data))
 	}
+	if mb := os.Getenv("CLOUDBOX_VAULT_BENCH_MB"); mb != "" {
+		benchVault(t, owner, spares[0], addrs[spares[0].name][0], mb)
+	}
+}
+
+// benchVault stores and reads a file of mb MiB on the owner (make
+// bench-storage), and measures the overlay's TCP throughput from the
+// owner to a box as the reference, with iperf3.
+func benchVault(t *testing.T, owner, other *box, otherAddr, mb string) {
+	n, err := strconv.Atoi(mb)
+	if err != nil || n < 1 || n > 200 {
+		t.Fatalf("CLOUDBOX_VAULT_BENCH_MB=%q: want 1 to 200", mb)
+	}
+	data := make([]byte, n<<20)
+	rand.Read(data)
+	client := &http.Client{Timeout: 5 * time.Minute, Transport: owner.client.Transport}
+	call := func(method, path string, body []byte) []byte {
+		req, _ := http.NewRequestWithContext(t.Context(), method, "http://"+apiAddr+path, bytes.NewReader(body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s = %d %v: %.300s", method, path, resp.StatusCode, err, out)
+		}
+		return out
+	}
+	start := time.Now()
+	out := call(http.MethodPost, "/api/v1/storage/vault?name=bench.bin", data)
+	store := time.Since(start)
+	var stored struct {
+		File vaultFile `json:"file"`
+	}
+	json.Unmarshal(out, &stored)
+	start = time.Now()
+	got := call(http.MethodGet, "/api/v1/storage/vault/read?id="+stored.File.ID, nil)
+	read := time.Since(start)
+	if !bytes.Equal(got, data) {
+		t.Fatalf("the benchmark file read back differs")
+	}
+	mbps := func(d time.Duration) float64 { return float64(len(data)) * 8 / 1e6 / d.Seconds() }
+	ref := netnstest.Iperf3(t, other.ns, owner.ns, otherAddr, 5)
+	t.Logf("BENCH vault size_mib=%d store_mbps=%.1f read_mbps=%.1f overlay_tcp_mbps=%.1f", n, mbps(store), mbps(read), ref)
 }
