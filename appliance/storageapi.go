@@ -300,3 +300,32 @@ func quotaText(q int64) string {
 
 // formatSize is formatBytes for the templates, which pass int64.
 func formatSize(n int64) string { return formatBytes(uint64(max(n, 0))) }
+
+// writeStorageMetrics adds the folders' and the vault's metrics.
+func (h *handler) writeStorageMetrics(w io.Writer) {
+	s := h.cfg.storage
+	if s == nil {
+		return
+	}
+	fs, st, vs := s.folders.Stats(), s.store.Stats(), s.vault.Stats()
+	for _, m := range []struct {
+		name, typ, help string
+		v               any
+	}{
+		{"webdav_uploads_total", "counter", "WebDAV uploads completed.", fs.Uploads},
+		{"webdav_downloads_total", "counter", "WebDAV and share link downloads.", fs.Downloads},
+		{"webdav_received_bytes_total", "counter", "Bytes written by WebDAV uploads.", fs.BytesIn},
+		{"webdav_quota_refused_total", "counter", "Uploads refused over a quota.", fs.QuotaRefused},
+		{"webdav_path_refused_total", "counter", "Requests refused for path traversal.", fs.PathRefused},
+		{"vault_offer_bytes", "gauge", "Vault space this box offers.", st.Offer},
+		{"vault_used_bytes", "gauge", "Vault space used by other boxes' shares.", st.Used},
+		{"vault_held_shares", "gauge", "Shares held for other boxes.", st.Shares},
+		{"vault_refused_total", "counter", "Shares or changes refused (forged, corrupt, no space, not the owner).", st.Refused},
+		{"vault_files", "gauge", "This box's files in the vault.", vs.Files},
+		{"vault_files_at_risk", "gauge", "This box's vault files with K or fewer live shares.", vs.AtRisk},
+		{"vault_repairs_total", "counter", "Vault files repaired onto other boxes.", vs.Repairs},
+		{"vault_corrupt_shares_total", "counter", "Shares that did not match their manifest when read.", vs.Corrupt},
+	} {
+		fmt.Fprintf(w, "# HELP cloudbox_storage_%s %s\n# TYPE cloudbox_storage_%s %s\ncloudbox_storage_%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+	}
+}

@@ -226,8 +226,8 @@ func TestVault(t *testing.T) {
 // owner to a box as the reference, with iperf3.
 func benchVault(t *testing.T, owner, other *box, otherAddr, mb string) {
 	n, err := strconv.Atoi(mb)
-	if err != nil || n < 1 || n > 200 {
-		t.Fatalf("CLOUDBOX_VAULT_BENCH_MB=%q: want 1 to 200", mb)
+	if err != nil || n < 1 || n > 128 {
+		t.Fatalf("CLOUDBOX_VAULT_BENCH_MB=%q: want 1 to 128", mb)
 	}
 	data := make([]byte, n<<20)
 	rand.Read(data)

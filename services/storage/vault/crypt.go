@@ -39,14 +39,14 @@ func open(key []byte, owner, file string, ct []byte) ([]byte, error) {
 }
 
 // split erasure-codes ct into n shards of which any k rebuild it, and
-// returns them with their hex SHA-256.
+// returns them with their hex SHA-256. The data shards alias ct.
 func split(ct []byte, k, n int) (shards [][]byte, hashes []string, err error) {
 	enc, err := reedsolomon.New(k, n-k)
 	if err != nil {
 		return nil, nil, fmt.Errorf("erasure coding k=%d n=%d: %w", k, n, err)
 	}
 	// Split uses spare capacity of its argument: give it none.
-	shards, err = enc.Split(bytes.Clone(ct)[:len(ct):len(ct)])
+	shards, err = enc.Split(ct[:len(ct):len(ct)])
 	if err != nil {
 		return nil, nil, fmt.Errorf("splitting: %w", err)
 	}

@@ -17,7 +17,7 @@ const (
 	// MaxShares is the largest N.
 	MaxShares = 32
 	// MaxFileSize is the largest file the vault stores, in bytes.
-	MaxFileSize = 256 << 20
+	MaxFileSize = 128 << 20
 	// MaxManifestSize is the largest signed manifest, in bytes.
 	MaxManifestSize = 16 << 10
 	// maxIDLen bounds node and file IDs.
