@@ -292,8 +292,14 @@ func (h *handler) davAccount(w http.ResponseWriter, r *http.Request) (string, bo
 	return name, true
 }
 
+// userContentPolicy is the Content-Security-Policy of the members' files
+// (WebDAV and share links): served from the panel's origin, an uploaded
+// page must not run scripts there.
+const userContentPolicy = "default-src 'none'; sandbox"
+
 // dav serves the shared folders over WebDAV.
 func (h *handler) dav(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", userContentPolicy)
 	if h.cfg.storage == nil {
 		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
 		return
@@ -307,6 +313,7 @@ func (h *handler) dav(w http.ResponseWriter, r *http.Request) {
 
 // shareLink serves a share link, to anyone who has it.
 func (h *handler) shareLink(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", userContentPolicy)
 	if h.cfg.storage == nil {
 		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
 		return

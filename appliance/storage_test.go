@@ -66,6 +66,10 @@ func TestStorageWebDAVAccounts(t *testing.T) {
 	if body, code := testenv.Curl(t, nil, "-u", "alice:alice password 123", dav+"/note.txt"); code != "200" || body != "hello from alice" {
 		t.Fatalf("GET as alice = %s %q", code, body)
 	}
+	// Members' files must not run scripts on the panel's origin.
+	if hdr, _ := testenv.Curl(t, nil, "-D", "-", "-o", "/dev/null", "-u", "alice:alice password 123", dav+"/note.txt"); !strings.Contains(hdr, "Content-Security-Policy: "+userContentPolicy) {
+		t.Fatalf("WebDAV GET headers lack the sandbox policy:\n%s", hdr)
+	}
 	if _, code := testenv.Curl(t, nil, "-u", "alice:wrong", dav+"/note.txt"); code != "401" {
 		t.Fatalf("GET with a wrong password = %s, want 401", code)
 	}
@@ -123,6 +127,13 @@ func TestStorageWebDAVAccounts(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "--vault-offer") {
 		t.Fatalf("vault store without boxes = %d %s", resp.StatusCode, b)
+	}
+
+	// Metrics.
+	if b := body(t, do(t, h, http.MethodGet, "/metrics")); !strings.Contains(b, "cloudbox_storage_webdav_uploads_total 1\n") {
+		t.Errorf("metrics lack the upload:\n%s", b)
+	} else {
+		checkMetricsFormat(t, b)
 	}
 
 	// Pages.

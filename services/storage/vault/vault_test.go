@@ -219,6 +219,16 @@ func TestVaultStoreLoseRepair(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("Get after repair = %d bytes, %v", len(got), err)
 	}
+	// With two other holders gone the corrupt share is needed: it is
+	// refused, not used.
+	c.setUp(fi.Holders[2].Box, false)
+	c.setUp(fi.Holders[3].Box, false)
+	if _, err := owner.vault.Get(ctx, capa); !errors.Is(err, ErrTooFewShares) || !errors.Is(err, ErrCorruptShare) {
+		t.Fatalf("Get with a corrupt share needed = %v, want ErrTooFewShares naming ErrCorruptShare", err)
+	}
+	if st := owner.vault.Stats(); st.Corrupt == 0 || st.Repairs != 1 {
+		t.Errorf("stats %+v, want 1 repair and the corrupt share counted", st)
+	}
 }
 
 // TestStoreRefuses sends forged, foreign and oversized shares to a store.
