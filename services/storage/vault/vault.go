@@ -117,6 +117,9 @@ type entry struct {
 	Key      []byte    `json:"key"`
 	Created  time.Time `json:"created"`
 	Manifest []byte    `json:"manifest"`
+	// Former are boxes whose shares a repair moved elsewhere: once they
+	// are back, they are told to drop the file.
+	Former []string `json:"former,omitempty"`
 
 	m *Manifest // parsed Manifest
 }
@@ -752,6 +755,7 @@ func (v *Vault) RepairAll(ctx context.Context) int {
 		}
 	}
 	v.mu.Unlock()
+	v.dropFormer(ctx, files, boxes)
 	n := 0
 	for _, e := range work {
 		if ctx.Err() != nil {
@@ -764,6 +768,33 @@ func (v *Vault) RepairAll(ctx context.Context) int {
 		n++
 	}
 	return n
+}
+
+// dropFormer tells the former holders of files that are back to drop
+// their stale shares.
+func (v *Vault) dropFormer(ctx context.Context, files []*entry, boxes map[string]Box) {
+	for _, e := range files {
+		v.mu.Lock()
+		former, holders := slices.Clone(e.Former), slices.Clone(e.m.Holders)
+		v.mu.Unlock()
+		for _, id := range former {
+			b, ok := boxes[id]
+			if !ok || slices.Contains(holders, id) {
+				continue
+			}
+			if err := v.do(ctx, http.MethodDelete, b.URL+PathPrefix+"file/"+e.m.Owner+"/"+e.ID, nil, manifestTimeout, nil); err != nil {
+				v.log.Warn("vault stale shares not dropped", "file", e.ID, "box", b.Name, "error", err)
+				continue
+			}
+			v.mu.Lock()
+			e.Former = slices.DeleteFunc(e.Former, func(f string) bool { return f == id })
+			err := v.saveLocked()
+			v.mu.Unlock()
+			if err != nil {
+				v.log.Warn("vault index not saved", "error", err)
+			}
+		}
+	}
 }
 
 // repair rebuilds the shares of e that are on gone boxes and places them
@@ -807,6 +838,11 @@ func (v *Vault) repair(ctx context.Context, e *entry, boxes map[string]Box) erro
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	for i := range before {
+		if before[i] != m.Holders[i] && before[i] != "" && !slices.Contains(e.Former, before[i]) {
+			e.Former = append(e.Former, before[i])
+		}
+	}
 	e.m, e.Manifest = &m, raw
 	v.repairs++
 	if err := v.saveLocked(); err != nil {

@@ -196,6 +196,15 @@ func TestVaultStoreLoseRepair(t *testing.T) {
 			t.Fatalf("after repair holder %d is %s", h.Index, h.Box)
 		}
 	}
+	// The holders come back: they are told to drop their stale shares.
+	c.setUp(gone, true)
+	c.setUp(gone2, true)
+	owner.vault.RepairAll(ctx)
+	for _, nd := range c.nodes {
+		if (nd.id == gone || nd.id == gone2) && nd.store.Stats().Shares != 0 {
+			t.Errorf("%s still holds %d stale shares", nd.id, nd.store.Stats().Shares)
+		}
+	}
 	// The file reads back from the new placement, even with one share
 	// corrupted on disk: it is detected and left out.
 	var corrupted bool
