@@ -351,6 +351,7 @@ func TestPanelBrowser(t *testing.T) {
 		t.Errorf("h1 = %q", got)
 	}
 	t.Logf("both dashboards show 2 members after %v", time.Since(begin).Round(100*time.Millisecond))
+	storageBrowser(t, p, box1, shots)
 
 	// CSRF, in the browser that is logged in on both boxes: a form of
 	// another site posting to box1 is refused (the panel's own pages
