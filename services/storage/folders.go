@@ -348,25 +348,26 @@ func (f *Folders) pendingOf(u *userState) int64 {
 	return u.pending
 }
 
-// destinationPath returns the path of a COPY or MOVE's Destination header.
+// destinationPath returns the Destination header of a COPY or MOVE in
+// every form a traversal check must see: as sent, its path after the host,
+// and both unescaped, joined by "/".
 func destinationPath(r *http.Request) string {
 	d := r.Header.Get("Destination")
 	if d == "" {
 		return ""
 	}
-	if i := strings.Index(d, "://"); i >= 0 {
-		d = d[i+3:]
-		if j := strings.IndexByte(d, '/'); j >= 0 {
-			d = d[j:]
-		} else {
-			d = "/"
+	forms := []string{d}
+	if _, rest, ok := strings.Cut(d, "://"); ok {
+		if _, p, ok := strings.Cut(rest, "/"); ok {
+			forms = append(forms, "/"+p)
 		}
 	}
-	// Both forms are checked: the raw one and the decoded one.
-	if u, err := url.PathUnescape(d); err == nil {
-		return d + "/" + u
+	for _, f := range forms[:len(forms):len(forms)] {
+		if u, err := url.PathUnescape(f); err == nil {
+			forms = append(forms, u)
+		}
 	}
-	return d
+	return strings.Join(forms, "/")
 }
 
 // quotaWriter turns webdav's answer to a failed upload into 507 when the
