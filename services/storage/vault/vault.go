@@ -700,6 +700,7 @@ func (v *Vault) fetch(ctx context.Context, m *Manifest, want int) ([][]byte, err
 func (v *Vault) Run(ctx context.Context) error {
 	t := time.NewTicker(v.cfg.RepairEvery)
 	defer t.Stop()
+	defer v.client.CloseIdleConnections()
 	for {
 		var changed <-chan struct{}
 		if v.cfg.Changed != nil {
@@ -726,6 +727,11 @@ func (v *Vault) Run(ctx context.Context) error {
 // repaired.
 func (v *Vault) RepairAll(ctx context.Context) int {
 	boxes := v.boxMap()
+	if len(boxes) == 0 {
+		// The catalog does not run (or nobody offers space): nothing can
+		// be told apart, nothing repaired.
+		return 0
+	}
 	now := v.cfg.Now()
 	v.mu.Lock()
 	files := slices.Clone(v.files)
