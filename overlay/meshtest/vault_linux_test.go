@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,6 +220,13 @@ func TestVault(t *testing.T) {
 	if mb := os.Getenv("CLOUDBOX_VAULT_BENCH_MB"); mb != "" {
 		benchVault(t, owner, spares[0], addrs[spares[0].name][0], mb)
 	}
+	// Stop the boxes together: one by one, their shutdowns add up.
+	var wg sync.WaitGroup
+	for _, b := range boxes {
+		wg.Go(func() { b.stop(t) })
+	}
+	wg.Wait()
+	t.Logf("stopped after %v", time.Since(start).Round(time.Millisecond))
 }
 
 // benchVault stores and reads a file of mb MiB on the owner (make

@@ -698,8 +698,6 @@ func (v *Vault) fetch(ctx context.Context, m *Manifest, want int) ([][]byte, err
 // Run checks the files every RepairEvery, and when Boxes changes, until
 // ctx is done, and repairs those whose holders are gone. It returns nil.
 func (v *Vault) Run(ctx context.Context) error {
-	t := time.NewTicker(v.cfg.RepairEvery)
-	defer t.Stop()
 	defer v.client.CloseIdleConnections()
 	for {
 		var changed <-chan struct{}
@@ -707,11 +705,24 @@ func (v *Vault) Run(ctx context.Context) error {
 			changed = v.cfg.Changed()
 		}
 		v.RepairAll(ctx)
+		// Wake up when the next gone holder becomes due, at the latest
+		// after RepairEvery.
+		wait, now := v.cfg.RepairEvery, v.cfg.Now()
+		v.mu.Lock()
+		for _, since := range v.gone {
+			if due := since.Add(v.cfg.RepairAfter); due.After(now) {
+				wait = min(wait, due.Sub(now)+100*time.Millisecond)
+			}
+		}
+		v.mu.Unlock()
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-t.C:
 		case <-changed:
+			t.Stop()
 			// Let a burst of catalog changes settle.
 			select {
 			case <-ctx.Done():
@@ -736,7 +747,8 @@ func (v *Vault) RepairAll(ctx context.Context) int {
 	v.mu.Lock()
 	files := slices.Clone(v.files)
 	for id := range v.gone {
-		if _, ok := boxes[id]; ok {
+		holds := slices.ContainsFunc(files, func(e *entry) bool { return slices.Contains(e.m.Holders, id) })
+		if _, ok := boxes[id]; ok || !holds {
 			delete(v.gone, id)
 		}
 	}
