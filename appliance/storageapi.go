@@ -95,6 +95,17 @@ func (h *handler) storageInfo(r *http.Request) StorageInfo {
 	return info
 }
 
+// storageFor returns the storage component and who asks; without the
+// component it answers 503 and returns false.
+func (h *handler) storageFor(w http.ResponseWriter, r *http.Request) (*storageService, principal, bool) {
+	p, _ := who(r)
+	if h.cfg.storage == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoStorage})
+		return nil, p, false
+	}
+	return h.cfg.storage, p, true
+}
+
 // apiStorage answers GET /api/v1/storage.
 func (h *handler) apiStorage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.storageInfo(r))
@@ -103,12 +114,10 @@ func (h *handler) apiStorage(w http.ResponseWriter, r *http.Request) {
 // apiVault answers POST /api/v1/storage/vault?name=NAME (the body is the
 // file) and DELETE /api/v1/storage/vault?id=ID.
 func (h *handler) apiVault(w http.ResponseWriter, r *http.Request) {
-	s := h.cfg.storage
-	if s == nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoStorage})
+	s, p, ok := h.storageFor(w, r)
+	if !ok {
 		return
 	}
-	p, _ := who(r)
 	switch r.Method {
 	case http.MethodPost:
 		name := path.Base("/" + strings.TrimSpace(r.URL.Query().Get("name")))
@@ -166,16 +175,13 @@ func (h *handler) ownsVaultFile(p principal, id string) bool {
 // file, with its capability) or ?id=ID (this box's file, for its owner
 // account): the file's content.
 func (h *handler) apiVaultRead(w http.ResponseWriter, r *http.Request) {
-	s := h.cfg.storage
-	if s == nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoStorage})
+	s, p, ok := h.storageFor(w, r)
+	if !ok {
 		return
 	}
-	p, _ := who(r)
 	var c vault.Cap
 	name := ""
 	if id := r.URL.Query().Get("id"); id != "" {
-		var ok bool
 		if c, ok = s.vault.Cap(id); !ok || !h.ownsVaultFile(p, id) {
 			writeJSON(w, http.StatusNotFound, errorResponse{Error: "no vault file " + id + " of yours; others' files need their capability (?cap=)"})
 			return
@@ -222,12 +228,10 @@ type linkRequest struct {
 // apiLinks answers POST /api/v1/storage/links {"path": P} with a new
 // share link, DELETE ?token=T removes one.
 func (h *handler) apiLinks(w http.ResponseWriter, r *http.Request) {
-	s := h.cfg.storage
-	if s == nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoStorage})
+	s, p, ok := h.storageFor(w, r)
+	if !ok {
 		return
 	}
-	p, _ := who(r)
 	if r.Method == http.MethodDelete {
 		if err := s.folders.DeleteLink(p.account, r.URL.Query().Get("token")); err != nil {
 			writeJSON(w, http.StatusNotFound, errorResponse{Error: err.Error()})
