@@ -45,9 +45,16 @@ type VaultInfo struct {
 	Offer  int64            `json:"offer"`
 	Store  vault.StoreStats `json:"store"`
 	Boxes  []vault.Box      `json:"boxes"`
-	Files  []vault.FileInfo `json:"files"`
+	Files  []VaultFile      `json:"files"`
 	Stats  vault.Stats      `json:"stats"`
 	AtRisk []string         `json:"at_risk"`
+}
+
+// VaultFile is a vault file of this box with its read capability (shown
+// to the account that stored it and to administrators).
+type VaultFile struct {
+	vault.FileInfo
+	Cap string `json:"cap"`
 }
 
 // VaultStored is the answer of POST /api/v1/storage/vault.
@@ -76,7 +83,7 @@ func (h *handler) storageInfo(r *http.Request) StorageInfo {
 		info.Stats = &st
 	}
 	v := &VaultInfo{K: s.cfg.VaultK, N: s.cfg.VaultN, Offer: s.cfg.VaultOffer, Store: s.store.Stats(),
-		Boxes: s.vaultBoxes(), Stats: s.vault.Stats(), Files: []vault.FileInfo{}, AtRisk: []string{}}
+		Boxes: s.vaultBoxes(), Stats: s.vault.Stats(), Files: []VaultFile{}, AtRisk: []string{}}
 	if v.K == 0 {
 		v.K, v.N = vault.DefaultK, vault.DefaultN
 	}
@@ -85,7 +92,8 @@ func (h *handler) storageInfo(r *http.Request) StorageInfo {
 	}
 	for _, f := range s.vault.Files() {
 		if f.Account == p.account || p.allows(roleAdmin) {
-			v.Files = append(v.Files, f)
+			c, _ := s.vault.Cap(f.ID)
+			v.Files = append(v.Files, VaultFile{FileInfo: f, Cap: c.String()})
 			if f.State == vault.StateAtRisk {
 				v.AtRisk = append(v.AtRisk, f.ID)
 			}

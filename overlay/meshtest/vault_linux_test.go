@@ -23,6 +23,7 @@ import (
 // vaultFile is a file of GET /api/v1/storage's vault.
 type vaultFile struct {
 	ID      string `json:"id"`
+	Cap     string `json:"cap"`
 	Live    int    `json:"live"`
 	State   string `json:"state"`
 	Holders []struct {
@@ -128,6 +129,9 @@ func TestVault(t *testing.T) {
 	}
 	if stored.File.Live != 5 {
 		t.Fatalf("stored with %d live shares, want 5: %s", stored.File.Live, body)
+	}
+	if files := owner.storage(t).Vault.Files; len(files) != 1 || files[0].Cap != stored.Cap {
+		t.Fatalf("the owner's listing %+v lacks the capability %s", files, stored.Cap)
 	}
 	read := func(b *box, query string) []byte {
 		t.Helper()
