@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 )
 
 // shareMagic starts every share: the format and its version.
@@ -28,12 +29,21 @@ const MaxShareSize = shareHeader + MaxManifestSize + MaxFileSize + overhead
 
 // Encode returns the wire form of s.
 func (s *Share) Encode() []byte {
-	b := make([]byte, 0, shareHeader+len(s.Manifest)+len(s.Data))
-	b = append(b, shareMagic...)
-	b = binary.BigEndian.AppendUint32(b, uint32(s.Index))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Manifest)))
-	b = append(b, s.Manifest...)
-	return append(b, s.Data...)
+	r, n := s.Reader()
+	b := bytes.NewBuffer(make([]byte, 0, n))
+	b.ReadFrom(r) // reads from memory: no error
+	return b.Bytes()
+}
+
+// Reader returns the wire form of s as a reader that does not copy the
+// data, and its length.
+func (s *Share) Reader() (io.Reader, int64) {
+	h := make([]byte, 0, shareHeader)
+	h = append(h, shareMagic...)
+	h = binary.BigEndian.AppendUint32(h, uint32(s.Index))
+	h = binary.BigEndian.AppendUint32(h, uint32(len(s.Manifest)))
+	return io.MultiReader(bytes.NewReader(h), bytes.NewReader(s.Manifest), bytes.NewReader(s.Data)),
+		int64(len(h) + len(s.Manifest) + len(s.Data))
 }
 
 // ParseShare splits the wire form of a share; it checks the framing only.

@@ -440,7 +440,8 @@ func (v *Vault) place(ctx context.Context, m *Manifest, shards [][]byte, need []
 		for i, j := range jobs {
 			wg.Go(func() {
 				sh := Share{Index: j.idx, Manifest: raw, Data: shards[j.idx]}
-				errs[i] = v.do(ctx, http.MethodPut, j.box.URL+shareURL(m.Owner, m.File, j.idx), sh.Encode(), shareTimeout, nil)
+				body, n := sh.Reader()
+				errs[i] = v.doReader(ctx, http.MethodPut, j.box.URL+shareURL(m.Owner, m.File, j.idx), body, n, shareTimeout, nil)
 			})
 		}
 		wg.Wait()
@@ -490,16 +491,21 @@ func shareURL(owner, file string, idx int) string {
 // do sends a request with body and, when out is not nil, reads at most
 // limit bytes of the answer into it.
 func (v *Vault) do(ctx context.Context, method, url string, body []byte, timeout time.Duration, out *[]byte) error {
+	if body == nil {
+		return v.doReader(ctx, method, url, nil, 0, timeout, out)
+	}
+	return v.doReader(ctx, method, url, bytes.NewReader(body), int64(len(body)), timeout, out)
+}
+
+// doReader is do with a body of n bytes from rd.
+func (v *Vault) doReader(ctx context.Context, method, url string, rd io.Reader, n int64, timeout time.Duration, out *[]byte) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
 	}
+	req.ContentLength = n
 	resp, err := v.client.Do(req)
 	if err != nil {
 		return err
