@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -242,7 +243,13 @@ func (s *Store) putShare(w http.ResponseWriter, r *http.Request, owner, file str
 	if free := s.Free(); r.ContentLength > free {
 		return fmt.Errorf("share of %d bytes, %d free: %w", r.ContentLength, free, ErrNoSpace)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, min(MaxShareSize, s.Free()+MaxManifestSize+shareHeader)))
+	limit := min(MaxShareSize, s.Free()+MaxManifestSize+shareHeader)
+	buf := new(bytes.Buffer)
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := buf.Bytes()
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return fmt.Errorf("share over the space offered: %w", ErrNoSpace)
