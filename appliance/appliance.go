@@ -79,7 +79,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway", "https") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "https", "storage", "update") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -107,6 +107,9 @@ type Config struct {
 
 	// Update configures updates over the mesh; see UpdateConfig.
 	Update UpdateConfig
+	// Storage configures the shared folders (WebDAV) and the community
+	// vault; see StorageConfig.
+	Storage StorageConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -224,6 +227,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
+	st, err := openStorage(cfg.Storage, cfg.StateDir, node, ov, logger, cfg.Now)
+	if err != nil {
+		return err
+	}
 	ca, err := openCertAuthority(certAuthorityConfig{stateDir: cfg.StateDir, node: node.Name,
 		domain: cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), addrs: tlsAddrs, now: cfg.Now, logger: logger})
 	if err != nil {
@@ -234,7 +241,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
 		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status,
-		"https": hs.status, "update": upd.status}
+		"https": hs.status, "update": upd.status, "storage": st.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -259,6 +266,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		mdns:       mdnsSvc,
 		gateway:    gw,
 		update:     upd,
+		storage:    st,
 		auth:       auth,
 		https:      hs,
 		logs:       logs,
@@ -295,7 +303,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort))
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort), st.builtinServices(node.Name, ln.Addr()))
 	})
 
 	served := make(chan error, 1)
@@ -305,7 +313,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run, st.run}
 	background = append(background, hs.run)
 	done := make(chan error, len(background))
 	for _, run := range background {

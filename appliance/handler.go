@@ -41,6 +41,8 @@ type handlerConfig struct {
 	gateway *gatewayService
 	// update is shown by the update API and page; nil means none.
 	update *updateService
+	// storage serves the shared folders and the vault; nil means none.
+	storage *storageService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
@@ -108,6 +110,10 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/restore", admin(h.restoreAPI))
 	h.mux.Handle("/api/v1/update", member(apiGetOnly(h.updateInfo)))
 	h.mux.Handle("/api/v1/update/releases", admin(h.releaseUpload))
+	h.mux.Handle("/api/v1/storage", member(apiGetOnly(h.apiStorage)))
+	h.mux.Handle("/api/v1/storage/vault", member(h.apiVault))
+	h.mux.Handle("/api/v1/storage/vault/read", member(apiGetOnly(h.apiVaultRead)))
+	h.mux.Handle("/api/v1/storage/links", member(h.apiLinks))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))
@@ -140,6 +146,10 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
 	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))
 	h.mux.Handle("/updates", getOnly(h.pageAuth(roleMember, h.updatesPage)))
+	h.mux.HandleFunc("/dav/", h.dav)
+	h.mux.Handle("/s/{token}", getOnly(h.shareLink))
+	h.mux.Handle("/storage", getOnly(h.pageAuth(roleMember, h.storagePage)))
+	h.mux.Handle("/storage/files", getOnly(h.pageAuth(roleMember, h.filesPage)))
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
 	h.mux.Handle("/accounts/edit", h.pageAuth(roleMember, h.accountsEdit))
 	for _, p := range navItems {

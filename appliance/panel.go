@@ -43,6 +43,7 @@ var navItems = []navItem{
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
 	{Path: "/gateway", Label: "Gateway"},
+	{Path: "/storage", Label: "Storage"},
 	{Path: "/updates", Label: "Updates",
 		Blurb: "Signed software updates, passed from box to box."},
 	{Path: "/settings", Label: "Settings"},
@@ -68,11 +69,13 @@ type panel struct {
 	// settings and logs: settings.go, logs.go.
 	settings, logs *template.Template
 	updates        *template.Template
+	// storage and storageFiles are the storage pages.
+	storage, storageFiles *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	base, err := template.New("layout.html").
-		Funcs(template.FuncMap{"static": staticURL}).
+		Funcs(template.FuncMap{"static": staticURL, "bytes": formatSize}).
 		ParseFS(templateFS, "web/templates/layout.html")
 	if err != nil {
 		return nil, fmt.Errorf("parsing panel layout: %w", err)
@@ -108,7 +111,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
 		{&p.gateway, "gateway.html"}, {&p.certificate, "certificate.html"},
 		{&p.settings, "settings.html"}, {&p.logs, "logs.html"},
-		{&p.gateway, "gateway.html"}, {&p.updates, "updates.html"},
+		{&p.updates, "updates.html"}, {&p.storage, "storage.html"}, {&p.storageFiles, "storagefiles.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ need=(
   "debugfs:e2fsprogs"
   "update-ca-certificates:ca-certificates"
   "curl:curl"
+  "rclone:rclone"                   # the shared folders' WebDAV tests (a real client)
   "ip:iproute2"
   "nft:nftables"
   "iperf3:iperf3"

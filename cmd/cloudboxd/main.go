@@ -99,6 +99,13 @@ func main() {
 		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
 		updChannel  = flag.String("update-channel", "", "release `CHANNEL` to follow (default stable; \"off\": no updates)")
 		updRate     = flag.Int64("update-rate", 0, "bandwidth cap of updates in `BYTES` per second, fetched and served each (0: none)")
+		storageOff  = flag.Bool("storage-off", false, "turn the shared folders (WebDAV at /dav/) and the vault off")
+		storageDir  = flag.String("storage-dir", "", "`DIR` of the shared folders (default: storage/ in the state directory)")
+		quota       = flag.Int64("storage-quota", 0, "each account's quota in `BYTES` (0: 1 GiB, -1: none)")
+		vaultOffer  = flag.Int64("vault-offer", 0, "`BYTES` of vault space this box offers to the community (0: none)")
+		vaultK      = flag.Int("vault-k", 0, "shares that rebuild a vault file (0: 3)")
+		vaultN      = flag.Int("vault-n", 0, "shares of a vault file, each on another box (0: 5)")
+		vaultRepair = flag.Duration("vault-repair-after", 0, "how long a holder must be gone before its vault shares are rebuilt elsewhere (0: 1m)")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -162,6 +169,10 @@ func main() {
 			LocalAddr: strings.Join(splitList(*gwLocal), ","), Federation: fed, FederatedBoxes: fedBoxes,
 			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
 			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
+		},
+		Storage: appliance.StorageConfig{
+			Disabled: *storageOff, Dir: *storageDir, Quota: *quota, VaultOffer: *vaultOffer,
+			VaultK: *vaultK, VaultN: *vaultN, VaultRepairAfter: *vaultRepair,
 		},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",

@@ -354,6 +354,7 @@ func TestPanelBrowser(t *testing.T) {
 		t.Errorf("h1 = %q", got)
 	}
 	t.Logf("both dashboards show 2 members after %v", time.Since(begin).Round(100*time.Millisecond))
+	storageBrowser(t, p, box1, shots)
 
 	// The language selector at the foot of every page switches the panel
 	// to Catalan and back.
