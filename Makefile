@@ -107,8 +107,8 @@ clean:
 	rm -rf $(OUT)
 
 # Peer benchmarks (root; see bench/README.md). Not part of `make test`.
-.PHONY: bench bench-overlay bench-dns bench-proxy
-bench: bench-overlay bench-dns bench-proxy
+.PHONY: bench bench-overlay bench-dns bench-proxy bench-update bench-storage
+bench: bench-overlay bench-dns bench-proxy bench-storage
 
 bench-overlay:
 	@bash bench/overlay.sh
@@ -118,3 +118,10 @@ bench-dns:
 
 bench-proxy:
 	@bash bench/proxy.sh
+
+# Updates over the mesh, host mode, no root: N = 5, 20, 50 boxes.
+bench-update:
+	$(GO) run ./bench/updatebench $(UPDATE_BENCH_ARGS)
+
+bench-storage:
+	@bash bench/storage.sh

@@ -84,6 +84,9 @@ type account struct {
 	Role    string    `json:"role"`
 	Hash    string    `json:"hash"` // PHC string, see hashPassword
 	Created time.Time `json:"created"`
+	// Lang is the panel's language the account chose (i18n.go), "" for
+	// none yet.
+	Lang string `json:"lang,omitempty"`
 }
 
 // apiToken is an API token; only the SHA-256 of its secret is stored (the
@@ -148,6 +151,9 @@ func decodeAccounts(b []byte) (accountsFile, error) {
 		}
 		if _, err := checkHashFormat(a.Hash); err != nil {
 			return f, fmt.Errorf("accounts[%d].hash: %w", i, err)
+		}
+		if a.Lang != "" && !knownLanguage(a.Lang) {
+			return f, fmt.Errorf("accounts[%d].lang: %q is not a language of the panel", i, a.Lang)
 		}
 	}
 	for i, tk := range f.Tokens {
@@ -263,6 +269,7 @@ func (s *accountStore) setAccount(name, role, password string, replace bool, now
 		case i >= 0 && !replace:
 			return errAccountExists
 		case i >= 0:
+			a.Lang = f.Accounts[i].Lang
 			f.Accounts[i] = a
 		case len(f.Accounts) >= maxAccounts:
 			return errTooMany
@@ -377,6 +384,18 @@ func (s *accountStore) tokenAccount(secret string) (account, bool) {
 		return account{}, false
 	}
 	return s.lookup(name)
+}
+
+// setLang saves the language an account chose.
+func (s *accountStore) setLang(name, lang string) error {
+	return s.update(func(f *accountsFile) error {
+		i := slices.IndexFunc(f.Accounts, func(a account) bool { return a.Name == name })
+		if i < 0 {
+			return errNoSuchAccount
+		}
+		f.Accounts[i].Lang = lang
+		return nil
+	})
 }
 
 // setBox saves the box settings.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,17 @@ type Config struct {
 	// closes it before returning.
 	Listener net.Listener
 
+	// HTTPSAddr is the TCP address the panel and API listen on over HTTPS,
+	// with a certificate of the box's own authority (see TLSDir), e.g.
+	// DefaultHTTPSAddr; port 0 picks a free port, logged as "https
+	// listening" with attribute addr. Zero means no HTTPS (cloudboxd
+	// passes DefaultHTTPSAddr on a box). Ignored if HTTPSListener is set.
+	HTTPSAddr string
+
+	// HTTPSListener, if not nil, is used for HTTPS instead of listening on
+	// HTTPSAddr. Run closes it before returning.
+	HTTPSListener net.Listener
+
 	// Version and Board are reported by the API, metrics and panel. Zero
 	// means buildinfo.Version and buildinfo.Board.
 	Version string
@@ -68,7 +80,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "https", "storage", "update") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -93,6 +105,12 @@ type Config struct {
 	// Enabled) and the local proxy port every box offers; see
 	// GatewayConfig.
 	Gateway GatewayConfig
+
+	// Update configures updates over the mesh; see UpdateConfig.
+	Update UpdateConfig
+	// Storage configures the shared folders (WebDAV) and the community
+	// vault; see StorageConfig.
+	Storage StorageConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -156,12 +174,16 @@ func (c Config) withDefaults() Config {
 // returns nil after a shutdown requested through ctx, and an error if the
 // state cannot be opened, the join token is invalid or refused, the overlay
 // cannot run (no TUN device, no CAP_NET_ADMIN, port in use), the DNS or HTTP
-// server cannot listen or serve. Run returns after the server and the overlay have
+// server cannot listen or serve. After a backup was restored on the panel
+// it shuts down and returns ErrRestart: the restore is applied when Run
+// starts again (with a new Listener, if one was set). Run returns after the server and the overlay have
 // stopped; the only goroutines that may outlive it briefly are net/http's
 // own for connections cut after a shutdown timeout.
 func Run(ctx context.Context, cfg Config) (err error) {
 	cfg = cfg.withDefaults()
-	logger := cfg.Logger
+	// The Logs page shows the recent records of every component.
+	logs := newLogRing()
+	logger := slog.New(logs.handler(cfg.Logger.Handler()))
 	started := cfg.Now()
 	if cfg.Listener != nil {
 		defer func() {
@@ -170,6 +192,21 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			}
 		}()
 	}
+
+	if cfg.HTTPSListener != nil {
+		defer func() {
+			if cerr := cfg.HTTPSListener.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+				err = errors.Join(err, fmt.Errorf("closing https listener: %w", cerr))
+			}
+		}()
+	}
+
+	if ok, err := applyRestore(cfg.StateDir); err != nil {
+		return err
+	} else if ok {
+		logger.Info("applied a restored backup")
+	}
+	restart := make(chan struct{}, 1)
 
 	node, err := state.Open(ctx, state.Config{Dir: cfg.StateDir, Name: cfg.Name, Logger: logger, Now: cfg.Now})
 	if err != nil {
@@ -191,8 +228,21 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
+	st, err := openStorage(cfg.Storage, cfg.StateDir, node, ov, logger, cfg.Now)
+	if err != nil {
+		return err
+	}
+	ca, err := openCertAuthority(certAuthorityConfig{stateDir: cfg.StateDir, node: node.Name,
+		domain: cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), addrs: tlsAddrs, now: cfg.Now, logger: logger})
+	if err != nil {
+		return err
+	}
+	upd := openUpdate(cfg.Update, cfg.StateDir, node.ID(), node.Name, cfg.Board, cfg.Version, ov, logger)
+	ov.update = upd.handler()
+	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
-		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status}
+		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status,
+		"https": hs.status, "update": upd.status, "storage": st.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -216,13 +266,24 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
 		gateway:    gw,
+		update:     upd,
+		storage:    st,
 		auth:       auth,
-		stateDir:   cfg.StateDir,
-		logger:     logger,
+		https:      hs,
+		logs:       logs,
+		restart: func() {
+			select {
+			case restart <- struct{}{}:
+			default:
+			}
+		},
+		stateDir: cfg.StateDir,
+		logger:   logger,
 	})
 	if err != nil {
 		return err
 	}
+	hs.handler = h
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -235,7 +296,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	srv := newHTTPServer(h, logger)
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return append(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices()...)
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort), st.builtinServices(node.Name, ln.Addr()))
 	})
 
 	served := make(chan error, 1)
@@ -245,7 +306,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run, st.run}
+	background = append(background, hs.run)
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()
@@ -254,8 +316,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	// Wait for a stop request or a failure.
 	var serveErr, bgErr error
+	var restarting bool
 	for waiting := true; waiting; {
 		select {
+		case <-restart:
+			restarting, waiting = true, false
 		case err := <-served:
 			serveErr, waiting = fmt.Errorf("serving http: %w", err), false
 		case err := <-done:
@@ -266,6 +331,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}
 	reason := context.Cause(ctx)
+	if restarting {
+		reason = ErrRestart
+	}
 	if err := cmp.Or(serveErr, bgErr); err != nil {
 		reason = err
 	}
@@ -296,6 +364,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	logger.Info("stopped")
+	if restarting {
+		return ErrRestart
+	}
 	return nil
 }
 

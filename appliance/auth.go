@@ -223,7 +223,7 @@ func (h *handler) pageAuth(role string, next http.HandlerFunc) http.HandlerFunc 
 			h.forbidden(w, r, "Only an administrator of this box may do this. Ask one, or log in as one.")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		r.Body = http.MaxBytesReader(w, r.Body, formLimit(r))
 		if !csrfOK(r, p) {
 			h.forbidden(w, r, "The form was missing its security token or it expired. Go back, reload the page and send it again.")
 			return
@@ -321,6 +321,9 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	_, value := a.sessions.create(acc.Name, acc.Role, false)
 	setSessionCookie(w, r, value)
+	if acc.Lang != "" {
+		setLangCookie(w, r, acc.Lang)
+	}
 	a.logger.Info("login", "account", acc.Name, "client", clientKey(r))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }

@@ -101,6 +101,14 @@
 // settings live in <state dir>/panel ([PanelDir]); removing that directory
 // is the panel's factory reset.
 //
+// With [Config.HTTPSAddr] the panel and API also answer over HTTPS, with a
+// certificate of the box's own, name-constrained certificate authority in
+// <state dir>/tls ([TLSDir]); /certificate offers the authority to
+// browsers, and browsers that used HTTPS are redirected to it from HTTP
+// pages (https.go, tlscert.go). Settings, the in-memory Logs, the encrypted
+// backup and its restore (which ends Run with [ErrRestart]) are in
+// settings.go, logs.go and backup*.go; the panel's languages in i18n.go.
+//
 // Errors under /api/v1/ are JSON objects {"error": "..."}: 404 for an unknown
 // path, 405 (with Allow) for a wrong method. Every response carries
 // X-Content-Type-Options, a Content-Security-Policy allowing only 'self',
@@ -124,6 +132,10 @@
 //   - "gateway": state of this box's gateway ("off ...", "waiting for the
 //     overlay", "serving"), the number of healthy gateways of the
 //     community and the local port's address.
+//   - "https": ok with detail addr and ca_sha256 while HTTPS serves (or
+//     detail https "off"); not ok, with the reason, when it cannot listen,
+//     in which case the panel answers over HTTP only.
 //
-// The package does not log requests and writes no log files.
+// The package does not log requests and writes no log files; it keeps the
+// recent records of its logger in memory for the Logs page.
 package appliance

@@ -25,3 +25,7 @@ var (
 	// errRevokeSelf means a box was asked to revoke itself.
 	errRevokeSelf = errors.New("a box cannot revoke itself")
 )
+
+// ErrRestart is returned by Run after a restore of a backup, which takes
+// effect when Run starts again: cloudboxd calls Run again at once.
+var ErrRestart = errors.New("restart requested to apply a restored backup")

@@ -39,12 +39,23 @@ type handlerConfig struct {
 	// gateway is shown by the proxy API, the gateway page, the PAC file
 	// and the metrics; nil means none.
 	gateway *gatewayService
+	// update is shown by the update API and page; nil means none.
+	update *updateService
+	// storage serves the shared folders and the vault; nil means none.
+	storage *storageService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
 	// auth holds the accounts and sessions; required.
-	auth   *authService
-	logger *slog.Logger
+	auth *authService
+	// https serves the panel over HTTPS and holds the box's certificate
+	// authority; required (its address is empty when HTTPS is off).
+	https *httpsService
+	// logs holds the daemon's recent log records; nil shows none.
+	logs *logRing
+	// restart asks the daemon to restart (after a restore); nil for none.
+	restart func()
+	logger  *slog.Logger
 }
 
 // handler serves the API, metrics and panel. It is immutable after
@@ -63,8 +74,11 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.auth == nil {
-		return nil, errors.New("the handler needs its accounts")
+	if cfg.logs == nil {
+		cfg.logs = newLogRing()
+	}
+	if cfg.auth == nil || cfg.https == nil {
+		return nil, errors.New("the handler needs its accounts and certificate authority")
 	}
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
 	var err error
@@ -89,6 +103,17 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/services", member(h.apiServices))
 	h.mux.Handle("/api/v1/proxy", member(apiGetOnly(h.proxyInfo)))
 	h.mux.Handle("/api/v1/proxy/credentials", member(h.proxyCredential))
+	h.mux.Handle("/api/v1/tls", member(apiGetOnly(h.tlsAPI)))
+	h.mux.Handle("/api/v1/logs", admin(apiGetOnly(h.logsAPI)))
+	h.mux.Handle("/api/v1/settings", member(h.settingsAPI))
+	h.mux.Handle("/api/v1/backup", admin(h.backupAPI))
+	h.mux.Handle("/api/v1/restore", admin(h.restoreAPI))
+	h.mux.Handle("/api/v1/update", member(apiGetOnly(h.updateInfo)))
+	h.mux.Handle("/api/v1/update/releases", admin(h.releaseUpload))
+	h.mux.Handle("/api/v1/storage", member(apiGetOnly(h.apiStorage)))
+	h.mux.Handle("/api/v1/storage/vault", member(h.apiVault))
+	h.mux.Handle("/api/v1/storage/vault/read", member(apiGetOnly(h.apiVaultRead)))
+	h.mux.Handle("/api/v1/storage/links", member(h.apiLinks))
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))
@@ -108,8 +133,23 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/services/edit", h.pageAuth(roleMember, h.servicesForm))
 	h.mux.Handle("/proxy.pac", getOnly(h.pacFile))
 	h.mux.Handle("/wpad.dat", getOnly(h.pacFile))
+	h.mux.Handle("/ca.crt", getOnly(h.caCertificate))
+	h.mux.Handle("/ca.pem", getOnly(h.caCertificate))
+	h.mux.Handle("/certificate", getOnly(h.optionalAuth(h.certificatePage)))
+	h.mux.HandleFunc("/lang", h.setLanguage)
+	h.mux.Handle("/logs", getOnly(h.pageAuth(roleAdmin, h.logsPage)))
+	h.mux.Handle("/settings", getOnly(h.pageAuth(roleMember, h.settingsPage)))
+	h.mux.Handle("/settings/box", h.pageAuth(roleAdmin, h.settingsBox))
+	h.mux.Handle("/settings/backup", h.pageAuth(roleAdmin, h.settingsBackup))
+	h.mux.Handle("/settings/restore", h.pageAuth(roleAdmin, h.settingsRestore))
+	h.mux.Handle("/setup/restore", h.wizardAuth(h.setupRestore))
 	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
 	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))
+	h.mux.Handle("/updates", getOnly(h.pageAuth(roleMember, h.updatesPage)))
+	h.mux.HandleFunc("/dav/", h.dav)
+	h.mux.Handle("/s/{token}", getOnly(h.shareLink))
+	h.mux.Handle("/storage", getOnly(h.pageAuth(roleMember, h.storagePage)))
+	h.mux.Handle("/storage/files", getOnly(h.pageAuth(roleMember, h.filesPage)))
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
 	h.mux.Handle("/accounts/edit", h.pageAuth(roleMember, h.accountsEdit))
 	for _, p := range navItems {
@@ -134,6 +174,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// CrossOriginProtection then refuses them.
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
+	if h.httpsRedirect(w, r) {
+		return
+	}
 	h.root.ServeHTTP(w, r)
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/cloudbox/cloudbox/overlay/membership"
 	"github.com/cloudbox/cloudbox/overlay/roster"
 	"github.com/cloudbox/cloudbox/services"
+	"github.com/cloudbox/cloudbox/services/storage/vault"
 )
 
 // Defaults of OverlayConfig.
@@ -114,6 +115,12 @@ type overlayService struct {
 	joins chan joinRequest
 	// catalog runs the service catalog while the overlay runs.
 	catalog *catalogService
+	// update serves the update agent's chunks to members; set by Run
+	// before the overlay runs. Nil serves none.
+	update http.Handler
+	// vault serves the storage vault to members over the overlay (see
+	// rosterHandler); nil for none. Set before run.
+	vault http.Handler
 	// community and self are the membership found in the store; zero and
 	// nil when joining or not a member.
 	community membership.Community
@@ -457,7 +464,7 @@ func (o *overlayService) serve(ctx context.Context, c membership.Community, r *r
 	if err != nil {
 		return fmt.Errorf("listening for the roster service: %w (--overlay-port picks another port)", err)
 	}
-	srv := newHTTPServer(rosterHandler(r, o.catalog.handler(), []netip.Addr{ipv4.Addr(), ipv6.Addr()}, []netip.Prefix{c.IPv4, c.IPv6()}), o.log)
+	srv := newHTTPServer(rosterHandler(r, o.catalog.handler(), o.update, o.vault, []netip.Addr{ipv4.Addr(), ipv6.Addr()}, []netip.Prefix{c.IPv4, c.IPv6()}), o.log)
 	fetchClient := plainhttp.NewClient(plainhttp.ClientConfig{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute})
 	port := o.cfg.ListenPort
 	fetch := func(ctx context.Context, p roster.Peer) (*roster.Snapshot, error) {
@@ -541,12 +548,16 @@ func (o *overlayService) syncPeers(ctx context.Context, e *overlay.Engine, r *ro
 // authenticated the peer: an answer to a community address goes back
 // through the tunnel of the member that owns it, so a host on the underlay
 // that forges such a source never completes the TCP handshake.
-func rosterHandler(r *roster.Roster, catalog http.Handler, self []netip.Addr, community []netip.Prefix) http.Handler {
+func rosterHandler(r *roster.Roster, catalog, update, vaultH http.Handler, self []netip.Addr, community []netip.Prefix) http.Handler {
 	full, join := r.Handler(), r.JoinHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		switch {
 		case overlayRequest(req, self, community) && req.URL.Path == services.CatalogPath:
 			catalog.ServeHTTP(w, req)
+		case overlayRequest(req, self, community) && update != nil && strings.HasPrefix(req.URL.Path, updatePathPrefix):
+			update.ServeHTTP(w, req)
+		case vaultH != nil && strings.HasPrefix(req.URL.Path, vault.PathPrefix) && overlayRequest(req, self, community):
+			vaultH.ServeHTTP(w, req)
 		case overlayRequest(req, self, community):
 			full.ServeHTTP(w, req)
 		case req.URL.Path == roster.SnapshotPath:

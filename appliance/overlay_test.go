@@ -346,7 +346,7 @@ func testCommunity(t *testing.T) (*roster.Roster, membership.Community) {
 func TestRosterHandler(t *testing.T) {
 	r, c := testCommunity(t)
 	self := []netip.Addr{netip.MustParseAddr("198.18.0.1"), c.NodeIPv6([32]byte{1})}
-	h := rosterHandler(r, http.NotFoundHandler(), self, []netip.Prefix{c.IPv4, c.IPv6()})
+	h := rosterHandler(r, http.NotFoundHandler(), nil, nil, self, []netip.Prefix{c.IPv4, c.IPv6()})
 	for _, tc := range []struct {
 		name          string
 		method, path  string

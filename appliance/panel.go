@@ -40,11 +40,12 @@ var navItems = []navItem{
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
 	{Path: "/gateway", Label: "Gateway"},
-	{Path: "/updates", Label: "Updates", Soon: true,
+	{Path: "/storage", Label: "Storage"},
+	{Path: "/updates", Label: "Updates",
 		Blurb: "Signed software updates, passed from box to box."},
-	{Path: "/settings", Label: "Settings", Soon: true,
-		Blurb: "The name, network and storage of this box."},
+	{Path: "/settings", Label: "Settings"},
 	{Path: "/accounts", Label: "Accounts"},
+	{Path: "/logs", Label: "Logs"},
 }
 
 // panel renders the server-side HTML pages.
@@ -60,6 +61,13 @@ type panel struct {
 	progress  *template.Template
 	accounts  *template.Template
 	gateway   *template.Template
+	// certificate is the HTTPS page (https.go).
+	certificate *template.Template
+	// settings and logs: settings.go, logs.go.
+	settings, logs *template.Template
+	updates        *template.Template
+	// storage and storageFiles are the storage pages.
+	storage, storageFiles *template.Template
 }
 
 // pageData is what every page's layout needs.
@@ -78,6 +86,14 @@ type pageData struct {
 	CSRF string
 	// Refresh makes the page reload itself every few seconds.
 	Refresh bool
+	// Insecure is set for a page sent over plain HTTP while the box
+	// serves HTTPS: the layout then points to the certificate page.
+	Insecure bool
+	// Lang is the language of the page (i18n.go), Languages those of
+	// the selector, Here the page's path for the selector to return to.
+	Lang      string
+	Languages []panelLanguage
+	Here      string
 }
 
 // page returns the layout's data; every page's data embeds pageData, so
@@ -87,11 +103,15 @@ func (p pageData) page() pageData { return p }
 // pageFor returns the layout's data for a page answering r.
 func (h *handler) pageFor(r *http.Request, title, active string) pageData {
 	d := pageData{
-		Title:    title,
-		Active:   active,
-		NodeName: h.boxName(),
-		Version:  h.cfg.version,
-		Board:    h.cfg.board,
+		Title:     title,
+		Active:    active,
+		NodeName:  h.boxName(),
+		Version:   h.cfg.version,
+		Board:     h.cfg.board,
+		Insecure:  r.TLS == nil && h.cfg.https.enabled(),
+		Lang:      requestLanguage(r),
+		Languages: panelLanguages,
+		Here:      r.URL.RequestURI(),
 	}
 	if p, ok := who(r); ok {
 		d.User, d.Admin = p.account, p.role == roleAdmin

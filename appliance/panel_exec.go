@@ -14,7 +14,7 @@ var templateFS embed.FS
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	base, err := template.New("layout.html").
-		Funcs(template.FuncMap{"static": staticURL}).
+		Funcs(template.FuncMap{"static": staticURL, "bytes": formatSize}).
 		ParseFS(templateFS, "web/templates/layout.html")
 	if err != nil {
 		return nil, fmt.Errorf("parsing panel layout: %w", err)
@@ -48,7 +48,9 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-		{&p.gateway, "gateway.html"},
+		{&p.gateway, "gateway.html"}, {&p.certificate, "certificate.html"},
+		{&p.settings, "settings.html"}, {&p.logs, "logs.html"},
+		{&p.updates, "updates.html"}, {&p.storage, "storage.html"}, {&p.storageFiles, "storagefiles.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

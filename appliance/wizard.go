@@ -104,6 +104,18 @@ var boxNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // maxLocation bounds the box's location text.
 const maxLocation = 120
 
+// checkBox validates the box's settings; a problem comes back as the form
+// field and a message for people.
+func checkBox(b boxSettings) (field, msg string) {
+	switch {
+	case !boxNameRE.MatchString(b.Name):
+		return "name", "The name must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-' (it becomes the box's address, like " + "name.local)."
+	case len(b.Location) > maxLocation:
+		return "location", fmt.Sprintf("The location is too long: at most %d characters.", maxLocation)
+	}
+	return "", ""
+}
+
 // communityAdmin is what the wizard and the community page need beyond
 // overlaySource; *overlayService implements it.
 type communityAdmin interface {
@@ -230,7 +242,7 @@ func (h *handler) wizardAuth(next http.HandlerFunc) http.HandlerFunc {
 			http.Error(w, "use GET or POST", http.StatusMethodNotAllowed)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		r.Body = http.MaxBytesReader(w, r.Body, formLimit(r))
 		if !csrfOK(r, p) {
 			h.forbidden(w, r, "The form was missing its security token or it expired. Go back, reload the page and send it again.")
 			return
@@ -339,13 +351,7 @@ func (h *handler) setupBox(w http.ResponseWriter, r *http.Request) {
 	}
 	b := boxSettings{Name: strings.TrimSpace(strings.ToLower(r.PostFormValue("name"))), Location: strings.TrimSpace(r.PostFormValue("location"))}
 	d := wizardData{Step: "box", BoxName: b.Name, Location: b.Location}
-	switch {
-	case !boxNameRE.MatchString(b.Name):
-		d.Field, d.Error = "name", "The name must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-' (it becomes the box's address, like "+"name.local)."
-	case len(b.Location) > maxLocation:
-		d.Field, d.Error = "location", fmt.Sprintf("The location is too long: at most %d characters.", maxLocation)
-	}
-	if d.Error != "" {
+	if d.Field, d.Error = checkBox(b); d.Error != "" {
 		h.wizardPage(w, r, http.StatusBadRequest, d)
 		return
 	}

@@ -50,6 +50,10 @@ type Config struct {
 	// CABundle is the PEM file installed as /etc/ssl/ca-bundle.pem; zero
 	// means /etc/ssl/certs/ca-certificates.crt of the build host.
 	CABundle string
+	// ReleaseTrust is a release trust file (`cloudbox release trust`)
+	// installed as /etc/cloudbox/update-trust.json: the release keys the
+	// box trusts until its state directory has its own. Zero installs none.
+	ReleaseTrust string
 	// GoCmd is the go command to use; zero means "go" from PATH.
 	GoCmd string
 	// Logger receives progress events; nil discards them.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/cloudbox/cloudbox/image/internal/squashfs"
+	"github.com/cloudbox/cloudbox/services/update"
 )
 
 // rootEntry is one file, directory or symlink of the root filesystem.
@@ -19,6 +20,10 @@ type rootEntry struct {
 	Source string      // or: file to copy contents from
 	Target string      // symlink target
 }
+
+// ReleaseTrustPath is where an image's release trust file is, relative to
+// the root.
+const ReleaseTrustPath = "etc/cloudbox/update-trust.json"
 
 // rootTree returns the root filesystem of an image: gokrazy's layout
 // (shared/docs/gokrazy-image.md §4) with cloudboxd as the one user program.
@@ -43,6 +48,18 @@ func rootTree(cfg *Config, binDir, kernelDir string) (map[string]rootEntry, erro
 	t["etc/http-port.txt"] = rootEntry{Mode: 0o644, Data: []byte("8079")}
 	t["etc/https-port.txt"] = rootEntry{Mode: 0o644, Data: []byte("8443")}
 	t["etc/cloudbox-release"] = rootEntry{Mode: 0o644, Data: []byte(fmt.Sprintf("VERSION=%s\nBOARD=%s\nBUILD_TIME=%s\n", cfg.Version, cfg.Board.Name, cfg.buildTimestamp()))}
+
+	if cfg.ReleaseTrust != "" {
+		trust, err := os.ReadFile(cfg.ReleaseTrust)
+		if err != nil {
+			return nil, fmt.Errorf("reading the release trust file: %w", err)
+		}
+		if _, err := update.ParseTrust(trust); err != nil {
+			return nil, fmt.Errorf("release trust file %s: %w", cfg.ReleaseTrust, err)
+		}
+		t["etc/cloudbox"] = dir
+		t[ReleaseTrustPath] = rootEntry{Mode: 0o644, Data: trust}
+	}
 
 	ca, err := os.ReadFile(cfg.CABundle)
 	if err != nil {
@@ -101,30 +118,39 @@ func zipMember(data []byte, name string) ([]byte, error) {
 // writeRoot builds the root squashfs and writes it into partition p of the
 // image. It returns the size of the filesystem.
 func writeRoot(cfg *Config, img io.WriterAt, p partition, binDir, kernelDir string) (int64, error) {
-	tree, err := rootTree(cfg, binDir, kernelDir)
+	fsys, err := rootImage(cfg, binDir, kernelDir)
 	if err != nil {
 		return 0, err
+	}
+	n := int64(len(fsys))
+	if n > p.Size() {
+		return 0, fmt.Errorf("root filesystem is %d MiB, more than the %d MiB root slot", n>>20, p.Size()>>20)
+	}
+	if _, err := img.WriteAt(fsys, p.Offset()); err != nil {
+		return 0, fmt.Errorf("writing root filesystem into the image: %w", err)
+	}
+	return n, nil
+}
+
+// rootImage builds the root squashfs in memory.
+func rootImage(cfg *Config, binDir, kernelDir string) ([]byte, error) {
+	tree, err := rootTree(cfg, binDir, kernelDir)
+	if err != nil {
+		return nil, err
 	}
 	entries := make([]squashfs.Entry, 0, len(tree))
 	for _, name := range sortedKeys(tree) {
 		e := tree[name]
 		if e.Source != "" {
 			if e.Data, err = os.ReadFile(e.Source); err != nil {
-				return 0, fmt.Errorf("reading /%s for the root filesystem: %w", name, err)
+				return nil, fmt.Errorf("reading /%s for the root filesystem: %w", name, err)
 			}
 		}
 		entries = append(entries, squashfs.Entry{Path: name, Mode: e.Mode, Data: e.Data, Target: e.Target})
 	}
 	var buf bytes.Buffer
-	n, err := squashfs.Write(&buf, entries, squashfs.Options{ModTime: cfg.epoch()})
-	if err != nil {
-		return 0, fmt.Errorf("writing root squashfs: %w", err)
+	if _, err := squashfs.Write(&buf, entries, squashfs.Options{ModTime: cfg.epoch()}); err != nil {
+		return nil, fmt.Errorf("writing root squashfs: %w", err)
 	}
-	if n > p.Size() {
-		return 0, fmt.Errorf("root filesystem is %d MiB, more than the %d MiB root slot", n>>20, p.Size()>>20)
-	}
-	if _, err := img.WriteAt(buf.Bytes(), p.Offset()); err != nil {
-		return 0, fmt.Errorf("writing root filesystem into the image: %w", err)
-	}
-	return n, nil
+	return buf.Bytes(), nil
 }

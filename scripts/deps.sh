@@ -14,6 +14,7 @@ need=(
   "debugfs:e2fsprogs"
   "update-ca-certificates:ca-certificates"
   "curl:curl"
+  "rclone:rclone"                   # the shared folders' WebDAV tests (a real client)
   "ip:iproute2"
   "nft:nftables"
   "iperf3:iperf3"
@@ -29,6 +30,7 @@ need=(
   "busybox:busybox"                 # OpenWrt maintainer scripts in a chroot (image/openwrt)
   "chroot:coreutils"
   "chromium:chromium"               # the panel's browser tests (headless, CDP over a pipe)
+  "certutil:libnss3-tools"          # HTTPS browser test: trust the box's CA in Chromium's NSS db
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"

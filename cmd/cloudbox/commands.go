@@ -36,6 +36,7 @@ func runImage(ctx context.Context, args []string) error {
 	size := fs.String("size", "2G", "disk image size, e.g. 2G or 1500M")
 	hostname := fs.String("hostname", "cloudbox", "initial name of the box")
 	version := fs.String("version", "dev", "cloudbox version to stamp into the image")
+	trust := fs.String("release-trust", "", "release trust `FILE` (cloudbox release trust) the box starts with")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func runImage(ctx context.Context, args []string) error {
 		return err
 	}
 	res, err := image.Build(ctx, image.Config{
-		Board: b, Out: *out, Size: n, Hostname: *hostname, Version: *version,
+		Board: b, Out: *out, Size: n, Hostname: *hostname, Version: *version, ReleaseTrust: *trust,
 		SourceDateEpoch: epoch, Logger: slog.Default(),
 	})
 	if err != nil {

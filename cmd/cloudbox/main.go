@@ -26,6 +26,8 @@ var commands = []struct {
 	{"vm", "boot an amd64 or arm64 image under qemu: --image FILE [--http-port 8080] [--uefi]", runVM},
 	{"community", "found a community on a box: community init --state-dir DIR --name NAME [--range PREFIX]", runCommunity},
 	{"invite", "print a one-time invitation: --state-dir DIR --bootstrap ADDR:PORT [--name N] [--expires 72h]", runInvite},
+	{"release", "build a release: --board B --version V --out DIR; keygen, sign, trust, verify", runRelease},
+	{"update", "push a release into a box: update push --to BOX_URL DIR", runUpdate},
 	{"services", "list the community's services as a box sees them [--box-url URL]; publish, remove", runServices},
 }
 

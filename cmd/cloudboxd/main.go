@@ -26,6 +26,10 @@
 // log unless --gateway-log names the fields to keep (for
 // --gateway-log-days days, under the state directory).
 //
+// The panel answers over HTTPS on --https (default :443 on a box) with a
+// certificate of the box's own authority, which the panel offers for
+// download (/certificate).
+//
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
 // --api-token-file names an administrator's API token for automation.
@@ -38,6 +42,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -57,6 +62,8 @@ func main() {
 			"directory for persistent state; its parent must exist")
 		httpAddr = flag.String("http", appliance.DefaultHTTPAddr,
 			"listen address of the web panel and API; port 0 picks a free port")
+		httpsAddr = flag.String("https", "",
+			"listen `ADDR` of the panel and API over HTTPS with the box's own certificate, or \"off\" (default: "+appliance.DefaultHTTPSAddr+" on a box, off in host mode)")
 		board = flag.String("board", buildinfo.Board, "board name to report")
 		name  = flag.String("name", "",
 			"node name, used on first start only (default: the host name, else \"cloudbox\")")
@@ -90,6 +97,15 @@ func main() {
 		gwLog       = flag.String("gateway-log", "", "comma-separated `FIELDS` of the gateway's access log, e.g. time,user,box,host,status,bytes (of "+strings.Join(proxy.AccessLogFields, ",")+"; empty: no access log)")
 		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
 		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
+		updChannel  = flag.String("update-channel", "", "release `CHANNEL` to follow (default stable; \"off\": no updates)")
+		updRate     = flag.Int64("update-rate", 0, "bandwidth cap of updates in `BYTES` per second, fetched and served each (0: none)")
+		storageOff  = flag.Bool("storage-off", false, "turn the shared folders (WebDAV at /dav/) and the vault off")
+		storageDir  = flag.String("storage-dir", "", "`DIR` of the shared folders (default: storage/ in the state directory)")
+		quota       = flag.Int64("storage-quota", 0, "each account's quota in `BYTES` (0: 1 GiB, -1: none)")
+		vaultOffer  = flag.Int64("vault-offer", 0, "`BYTES` of vault space this box offers to the community (0: none)")
+		vaultK      = flag.Int("vault-k", 0, "shares that rebuild a vault file (0: 3)")
+		vaultN      = flag.Int("vault-n", 0, "shares of a vault file, each on another box (0: 5)")
+		vaultRepair = flag.Duration("vault-repair-after", 0, "how long a holder must be gone before its vault shares are rebuilt elsewhere (0: 1m)")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -122,12 +138,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	err = appliance.Run(ctx, appliance.Config{
+	cfg := appliance.Config{
 		StateDir: *stateDir,
 		HTTPAddr: *httpAddr,
-		Name:     *name,
-		Board:    *board,
-		Logger:   logger,
+		// HTTPS by default on a box only: host-mode daemons side by side
+		// would all want port 443.
+		HTTPSAddr: httpsListen(*httpsAddr, *stateDir),
+		Name:      *name,
+		Board:     *board,
+		Logger:    logger,
 
 		SetupCodeFile: *setupCode,
 		// On a box (state in /perm) the setup code also goes to the
@@ -144,18 +163,27 @@ func main() {
 			Interface: mdnsInterface(*mdnsIf),
 			Browse:    splitList(*mdnsBrowse),
 		},
+		Update: appliance.UpdateConfig{Off: *updChannel == "off", Channel: *updChannel, RateLimit: *updRate},
 		Gateway: appliance.GatewayConfig{
 			Enabled: *gateway, HTTPAddr: *gwHTTP, SOCKSAddr: *gwSOCKS, NoSOCKS: *gwSOCKS == "off",
 			LocalAddr: strings.Join(splitList(*gwLocal), ","), Federation: fed, FederatedBoxes: fedBoxes,
 			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
 			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
 		},
+		Storage: appliance.StorageConfig{
+			Disabled: *storageOff, Dir: *storageDir, Quota: *quota, VaultOffer: *vaultOffer,
+			VaultK: *vaultK, VaultN: *vaultN, VaultRepairAfter: *vaultRepair,
+		},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),
 			Upstreams: splitList(*dnsUpstreams),
 		},
-	})
+	}
+	// A restored backup takes effect when Run starts again.
+	for err = appliance.Run(ctx, cfg); errors.Is(err, appliance.ErrRestart); err = appliance.Run(ctx, cfg) {
+		logger.Info("restarting")
+	}
 	if err != nil {
 		logger.Error("cloudboxd failed", "error", err)
 		stop()
@@ -201,4 +229,16 @@ func boxConsole(stateDir string) string {
 		return "/dev/console"
 	}
 	return ""
+}
+
+// httpsListen is the address of --https: DefaultHTTPSAddr on a box when the
+// flag is empty, none in host mode or with "off".
+func httpsListen(flagValue, stateDir string) string {
+	switch {
+	case flagValue == "off":
+		return ""
+	case flagValue == "" && stateDir == appliance.DefaultStateDir:
+		return appliance.DefaultHTTPSAddr
+	}
+	return flagValue
 }

@@ -16,8 +16,10 @@ package main
 // $CLOUDBOX_SCREENSHOTS, or a temporary directory (logged).
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,6 +32,7 @@ import (
 	"github.com/cloudbox/cloudbox/internal/browsertest"
 	"github.com/cloudbox/cloudbox/internal/netnstest"
 	"github.com/cloudbox/cloudbox/internal/testenv"
+	"github.com/cloudbox/cloudbox/services/update"
 )
 
 const adminPassword = "correct horse battery staple"
@@ -336,7 +339,7 @@ func TestPanelBrowser(t *testing.T) {
 
 	for _, b := range []*panelBox{box1, box2} {
 		dashboardMembers(t, p, b, "2")
-		for _, page := range []string{"", "community", "services", "accounts"} {
+		for _, page := range []string{"", "community", "services", "updates", "settings", "logs", "certificate", "accounts"} {
 			if err := p.Navigate(ctx, b.url+"/"+page); err != nil {
 				t.Fatal(err)
 			}
@@ -351,6 +354,24 @@ func TestPanelBrowser(t *testing.T) {
 		t.Errorf("h1 = %q", got)
 	}
 	t.Logf("both dashboards show 2 members after %v", time.Since(begin).Round(100*time.Millisecond))
+	storageBrowser(t, p, box1, shots)
+
+	// The language selector at the foot of every page switches the panel
+	// to Catalan and back.
+	if err := p.Navigate(ctx, box1.url+"/"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ lang, h2 string }{{"ca", "Salut"}, {"es", "Salud"}, {"en", "Health"}} {
+		if err := p.Do(ctx, `document.querySelector("#lang-select").value = "`+c.lang+`"; document.querySelector("form.lang button").click()`); err != nil {
+			t.Fatal(err)
+		}
+		if got := text(t, p, "#health-h"); got != c.h2 || path(t, p) != "/" {
+			t.Errorf("dashboard in %s: heading %q at %s, want %q", c.lang, got, path(t, p), c.h2)
+		}
+		if c.lang != "en" {
+			shoot(t, p, shots, "box1-page-dashboard-"+c.lang)
+		}
+	}
 
 	// CSRF, in the browser that is logged in on both boxes: a form of
 	// another site posting to box1 is refused (the panel's own pages
@@ -403,6 +424,8 @@ func TestPanelBrowser(t *testing.T) {
 		t.Errorf("API without credentials, with the cookie but no CSRF header, with the cookie = %v, want [401 403 200]", codes)
 	}
 
+	uploadRelease(t, p, box1, shots)
+
 	// Login rate limiting: log out, five wrong passwords, then even the
 	// right one waits.
 	if err := p.Do(ctx, `document.querySelector("form[action='/logout'] button").click()`); err != nil {
@@ -425,4 +448,42 @@ func TestPanelBrowser(t *testing.T) {
 	}
 	shoot(t, p, shots, "box1-login-limited")
 	t.Logf("done after %v", time.Since(begin).Round(100*time.Millisecond))
+}
+
+// uploadRelease uploads a release file on box's Updates page, as an
+// administrator in the browser: box trusts no release key, so the box
+// refuses it and the page says why (the script's session and CSRF token
+// got it through to the API).
+func uploadRelease(t *testing.T, p *browsertest.Page, box *panelBox, shots string) {
+	t.Helper()
+	ctx := t.Context()
+	dir := t.TempDir()
+	if _, err := update.WriteRelease(dir, update.Manifest{Board: "host", Channel: update.DefaultChannel, Version: "7.0.0"},
+		[]update.Input{{Name: update.RootArtifact, Data: bytes.Repeat([]byte("root"), 5000)}}); err != nil {
+		t.Fatal(err)
+	}
+	var tarball bytes.Buffer
+	if err := update.WriteTar(&tarball, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Navigate(ctx, box.url+"/updates"); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Eval(ctx, fmt.Sprintf(`(() => {
+		const bin = Uint8Array.from(atob(%q), c => c.charCodeAt(0));
+		const dt = new DataTransfer();
+		dt.items.add(new File([bin], "release.tar", {type: "application/x-tar"}));
+		document.querySelector("#release").files = dt.files;
+		document.querySelector("#release-upload button").click();
+	})()`, base64.StdEncoding.EncodeToString(tarball.Bytes())), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitFor(ctx, 15*time.Second, `document.querySelector("#release-upload-result").textContent.includes("refused")`); err != nil {
+		t.Fatalf("upload result: %v: %q", err, text(t, p, "#release-upload-result"))
+	}
+	if got := text(t, p, "#release-upload-result"); !strings.Contains(got, "trusts no release keys") {
+		t.Errorf("upload result %q, want the reason", got)
+	}
+	shoot(t, p, shots, "box1-updates-refused")
 }

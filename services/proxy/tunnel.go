@@ -15,10 +15,12 @@ import (
 // or Run stops. It returns the bytes relayed up and down. The caller closes
 // both connections.
 //
-// Between two TCP connections the copy is io.CopyN of one chunk at a time,
-// which the runtime turns into splice(2): no user-space buffer, so an idle
-// tunnel costs two parked goroutines and no buffer memory. Each chunk is
-// charged to the user, which also makes the rate limit work.
+// Between two TCP connections on Linux a direction first waits until its
+// source is readable, holding no buffer, then reads once into a pooled
+// buffer and writes it out: an idle tunnel costs two parked goroutines and
+// no buffer memory, and a busy one moves data in large writes (splice(2)
+// moved it in whatever pieces arrived, which cost the receiver more).
+// Each read is charged to the user, which also makes the rate limit work.
 func (p *Proxy) tunnel(cc *clientConn, dst net.Conn, u *user) (upN, downN int64) {
 	p.tunnels.Add(1)
 	p.tunnelsActive.Add(1)
@@ -96,12 +98,14 @@ func (t *pipe) copy(dst, src net.Conn, d direction) int64 {
 }
 
 // copyChunk copies up to n bytes; it returns io.EOF when src ended first.
-// Between TCP connections io.CopyN splices; otherwise it copies through a
-// pooled buffer.
+// Between TCP connections it reads once when src is readable (see tunnel);
+// otherwise it copies through a pooled buffer.
 func copyChunk(dst, src net.Conn, n int64) (int64, error) {
-	if _, ok := dst.(*net.TCPConn); ok {
-		if _, ok := src.(*net.TCPConn); ok {
-			return io.CopyN(dst, src, n)
+	if d, ok := dst.(*net.TCPConn); ok {
+		if s, ok := src.(*net.TCPConn); ok {
+			if w, err, ok := copyReady(d, s, n); ok {
+				return w, err
+			}
 		}
 	}
 	bp := bufPool.Get().(*[]byte)
@@ -112,6 +116,10 @@ func copyChunk(dst, src net.Conn, n int64) (int64, error) {
 	}
 	return w, err
 }
+
+// tunnelBufPool holds the buffers of copyReady: large, because a busy
+// tunnel then writes fewer, larger segments.
+var tunnelBufPool = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
 
 // onlyWriter hides a ReaderFrom, so that io.CopyBuffer uses the buffer.
 type onlyWriter struct{ io.Writer }

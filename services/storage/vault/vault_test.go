@@ -1,0 +1,306 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/curve25519"
+)
+
+// testNodeHeader names the requesting node in these tests; on a box the
+// overlay's source address does (see appliance).
+const testNodeHeader = "X-Test-Node"
+
+// node is one box of the test community: a key, a Store behind a real
+// HTTP server on loopback, and a Vault.
+type node struct {
+	id    string
+	priv  [32]byte
+	pub   [32]byte
+	store *Store
+	srv   *httptest.Server
+	vault *Vault
+	up    bool
+}
+
+type community struct {
+	mu    sync.Mutex
+	nodes []*node
+	now   time.Time
+}
+
+func (c *community) keys(id string) ([32]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.id == id {
+			return n.pub, true
+		}
+	}
+	return [32]byte{}, false
+}
+
+func (c *community) boxes() []Box {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Box
+	for _, n := range c.nodes {
+		if n.up {
+			out = append(out, Box{ID: n.id, Name: n.id, URL: n.srv.URL, Free: n.store.Free()})
+		}
+	}
+	return out
+}
+
+func (c *community) clock() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *community) setUp(id string, up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.id == id {
+			n.up = up
+		}
+	}
+}
+
+// nodeTransport adds the requesting node's ID to each request.
+type nodeTransport struct{ id string }
+
+func (t nodeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(testNodeHeader, t.id)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// newCommunity starts count boxes, each offering offer bytes.
+func newCommunity(t *testing.T, count int, offer int64, k, n int) *community {
+	t.Helper()
+	c := &community{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	for i := range count {
+		nd := &node{id: fmt.Sprintf("node%d", i), up: true}
+		rand.Read(nd.priv[:])
+		pub, err := curve25519.X25519(nd.priv[:], curve25519.Basepoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.pub = [32]byte(pub)
+		c.nodes = append(c.nodes, nd)
+	}
+	for _, nd := range c.nodes {
+		dir := t.TempDir()
+		var err error
+		nd.store, err = NewStore(StoreConfig{Dir: filepath.Join(dir, "held"), Self: nd.id, Offer: offer, Keys: c.keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.srv = httptest.NewServer(http.StripPrefix("", nd.store.Handler(func(r *http.Request) (string, bool) {
+			id := r.Header.Get(testNodeHeader)
+			_, ok := c.keys(id)
+			return id, ok
+		})))
+		t.Cleanup(nd.srv.Close)
+		nd.vault, err = New(Config{Dir: filepath.Join(dir, "own"), Self: nd.id, PrivateKey: nd.priv, Keys: c.keys,
+			Boxes: c.boxes, K: k, N: n, RepairAfter: time.Minute, Now: c.clock,
+			Client: &http.Client{Transport: nodeTransport{nd.id}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// TestVaultStoreLoseRepair stores a file k=3 n=5 over eight boxes, loses
+// two holders, reads it back, repairs it onto the two spare boxes and
+// checks what holders and a wrong key can read.
+func TestVaultStoreLoseRepair(t *testing.T) {
+	c := newCommunity(t, 8, 16<<20, 3, 5)
+	owner := c.nodes[0]
+	data := make([]byte, 1<<20+12345)
+	rand.Read(data)
+	ctx := t.Context()
+	info, capa, err := owner.vault.Put(ctx, "photo.jpg", "alice", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Live != 5 || info.State != StateHealthy {
+		t.Fatalf("after Put: live %d state %q, want 5 healthy", info.Live, info.State)
+	}
+	// Holders see only ciphertext.
+	for _, nd := range c.nodes[1:] {
+		filepath.Walk(nd.store.cfg.Dir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() {
+				b, _ := os.ReadFile(p)
+				if bytes.Contains(b, data[:64]) {
+					t.Errorf("%s holds plaintext in %s", nd.id, p)
+				}
+			}
+			return nil
+		})
+	}
+	// Two holders go away.
+	gone := info.Holders[0].Box
+	gone2 := info.Holders[3].Box
+	c.setUp(gone, false)
+	c.setUp(gone2, false)
+	if fi := owner.vault.Files()[0]; fi.Live != 3 || fi.State != StateAtRisk {
+		t.Fatalf("with two holders gone: live %d state %q, want 3 at risk", fi.Live, fi.State)
+	}
+	// Another box reads it with the capability (not the owner's index).
+	reader := c.nodes[7]
+	parsed, err := ParseCap(capa.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := reader.vault.Get(ctx, parsed)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get on %s = %d bytes, %v; want the %d bytes stored", reader.id, len(got), err, len(data))
+	}
+	// A holder with a wrong key reads nothing.
+	wrong := parsed
+	wrong.Key[0] ^= 1
+	if _, err := c.nodes[1].vault.Get(ctx, wrong); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("Get with a wrong key = %v, want ErrWrongKey", err)
+	}
+	// Not yet due: nothing moves.
+	if n := owner.vault.RepairAll(ctx); n != 0 {
+		t.Fatalf("RepairAll before RepairAfter repaired %d files", n)
+	}
+	c.mu.Lock()
+	c.now = c.now.Add(2 * time.Minute)
+	c.mu.Unlock()
+	if n := owner.vault.RepairAll(ctx); n != 1 {
+		t.Fatalf("RepairAll repaired %d files, want 1", n)
+	}
+	fi := owner.vault.Files()[0]
+	if fi.Live != 5 || fi.State != StateHealthy {
+		t.Fatalf("after repair: %+v, want 5 live", fi)
+	}
+	for _, h := range fi.Holders {
+		if h.Box == gone || h.Box == gone2 || h.Box == owner.id {
+			t.Fatalf("after repair holder %d is %s", h.Index, h.Box)
+		}
+	}
+	// The holders come back: they are told to drop their stale shares.
+	c.setUp(gone, true)
+	c.setUp(gone2, true)
+	owner.vault.RepairAll(ctx)
+	for _, nd := range c.nodes {
+		if (nd.id == gone || nd.id == gone2) && nd.store.Stats().Shares != 0 {
+			t.Errorf("%s still holds %d stale shares", nd.id, nd.store.Stats().Shares)
+		}
+	}
+	// The file reads back from the new placement, even with one share
+	// corrupted on disk: it is detected and left out.
+	var corrupted bool
+	for _, nd := range c.nodes {
+		if nd.id != fi.Holders[1].Box {
+			continue
+		}
+		p := nd.store.sharePath(owner.id, info.ID, 1)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-1] ^= 0xff
+		os.WriteFile(p, b, 0o600)
+		corrupted = true
+	}
+	if !corrupted {
+		t.Fatal("no holder of share 1")
+	}
+	got, err = owner.vault.Get(ctx, capa)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get after repair = %d bytes, %v", len(got), err)
+	}
+	// With two other holders gone the corrupt share is needed: it is
+	// refused, not used.
+	c.setUp(fi.Holders[2].Box, false)
+	c.setUp(fi.Holders[3].Box, false)
+	if _, err := owner.vault.Get(ctx, capa); !errors.Is(err, ErrTooFewShares) || !errors.Is(err, ErrCorruptShare) {
+		t.Fatalf("Get with a corrupt share needed = %v, want ErrTooFewShares naming ErrCorruptShare", err)
+	}
+	if st := owner.vault.Stats(); st.Corrupt == 0 || st.Repairs != 1 {
+		t.Errorf("stats %+v, want 1 repair and the corrupt share counted", st)
+	}
+}
+
+// TestStoreRefuses sends forged, foreign and oversized shares to a store.
+func TestStoreRefuses(t *testing.T) {
+	c := newCommunity(t, 6, 1<<20, 2, 5)
+	owner, holder := c.nodes[0], c.nodes[1]
+	ct := bytes.Repeat([]byte("x"), 1000)
+	shards, hashes, err := split(ct, 2, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Manifest{Version: 1, Owner: owner.id, File: strings.Repeat("ab", 16), Seq: 1, Size: int64(len(ct)), K: 2, N: 5,
+		ShardSize: len(shards[0]), Hashes: hashes, Holders: []string{holder.id, "", "", "", ""}}
+	signed, err := m.Sign(owner.vault.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(from string, idx int, body []byte) int {
+		req, _ := http.NewRequest(http.MethodPut, holder.srv.URL+shareURL(owner.id, m.File, idx), bytes.NewReader(body))
+		req.Header.Set(testNodeHeader, from)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	good := (&Share{Index: 0, Manifest: signed, Data: shards[0]}).Encode()
+	tampered := (&Share{Index: 0, Manifest: signed, Data: append([]byte{shards[0][0] ^ 1}, shards[0][1:]...)}).Encode()
+	forgedM, _ := m.Sign(c.nodes[2].vault.signer) // signed by another box
+	forged := (&Share{Index: 0, Manifest: forgedM, Data: shards[0]}).Encode()
+	notMine := (&Share{Index: 1, Manifest: signed, Data: shards[1]}).Encode()
+	for _, tc := range []struct {
+		name string
+		from string
+		idx  int
+		body []byte
+		want int
+	}{
+		{"not the owner", c.nodes[2].id, 0, good, http.StatusForbidden},
+		{"tampered data", owner.id, 0, tampered, http.StatusBadRequest},
+		{"forged manifest", owner.id, 0, forged, http.StatusBadRequest},
+		{"other holder's index", owner.id, 1, notMine, http.StatusBadRequest},
+		{"garbage", owner.id, 0, []byte("hello"), http.StatusBadRequest},
+		{"too large", owner.id, 0, make([]byte, 2<<20), http.StatusInsufficientStorage},
+		{"good", owner.id, 0, good, http.StatusNoContent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := put(tc.from, tc.idx, tc.body); got != tc.want {
+				t.Errorf("PUT = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if st := holder.store.Stats(); st.Shares != 1 || st.Used != int64(len(good)) {
+		t.Errorf("stats %+v, want 1 share of %d bytes", st, len(good))
+	}
+}
+
+// TestPutTooFewBoxes wants a clear error when fewer than N boxes offer
+// space.
+func TestPutTooFewBoxes(t *testing.T) {
+	c := newCommunity(t, 4, 1<<20, 3, 5)
+	if _, _, err := c.nodes[0].vault.Put(context.Background(), "f", "a", []byte("hello")); !errors.Is(err, ErrTooFewBoxes) {
+		t.Fatalf("Put = %v, want ErrTooFewBoxes", err)
+	}
+}
