@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"cmp"
-	"embed"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -25,9 +24,6 @@ import (
 // translation is shown in English. The language is
 // the cookie langCookie (set by the selector in every page's footer),
 // else the best of the browser's Accept-Language, else English.
-
-//go:embed web/i18n/*.json
-var catalogFS embed.FS
 
 // panelLanguage is a language of the panel.
 type panelLanguage struct {

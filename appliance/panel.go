@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
-	"embed"
 	"encoding/hex"
 	"fmt"
 	"html/template"
@@ -17,9 +16,6 @@ import (
 	"strings"
 	"time"
 )
-
-//go:embed web/static
-var staticFS embed.FS
 
 // navItem is an entry of the panel's navigation bar.
 type navItem struct {

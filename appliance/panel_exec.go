@@ -12,6 +12,16 @@ import (
 //go:embed web/templates/*.html
 var templateFS embed.FS
 
+// staticFS holds the panel's style sheet, scripts and icon.
+//
+//go:embed web/static
+var staticFS embed.FS
+
+// catalogFS holds the panel's translations (i18n.go).
+//
+//go:embed web/i18n/*.json
+var catalogFS embed.FS
+
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	base, err := template.New("layout.html").
 		Funcs(template.FuncMap{"static": staticURL, "bytes": formatSize}).

@@ -4,6 +4,7 @@ package appliance
 
 import (
 	"bytes"
+	"embed"
 	"html"
 	"html/template"
 	"reflect"
@@ -17,6 +18,11 @@ import (
 // from Go, and a short page with a pointer to the API for everything
 // else. Members use the API (`cloudbox services --box-url`) with a
 // session from /login or an API token.
+
+// The router profile's pages have no style sheet or scripts, and are in
+// English: staticFS and catalogFS are empty (the translations are 50 KB of
+// the binary and more of its heap).
+var staticFS, catalogFS embed.FS
 
 // newPanel returns a panel without templates: executePage writes every
 // page.

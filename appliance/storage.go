@@ -84,7 +84,7 @@ type storageService struct {
 
 // openStorage opens the folders and the vault; nil when disabled.
 func openStorage(cfg StorageConfig, stateDir string, node *state.Node, ov *overlayService, logger *slog.Logger, now func() time.Time) (*storageService, error) {
-	if cfg.Disabled {
+	if cfg.Disabled || !storageInProfile {
 		return nil, nil
 	}
 	log := logger.With("component", "storage")
@@ -182,7 +182,7 @@ func (o *overlayService) memberFrom(r *http.Request) (string, bool) {
 
 // run repairs the vault's files until ctx is done.
 func (s *storageService) run(ctx context.Context) error {
-	if s == nil {
+	if s == nil || !storageInProfile {
 		<-ctx.Done()
 		return nil
 	}
@@ -192,7 +192,7 @@ func (s *storageService) run(ctx context.Context) error {
 // builtinServices returns the catalog entries: the shared folders on the
 // panel's port (when others can reach it) and the vault space offered.
 func (s *storageService) builtinServices(node string, httpAddr net.Addr) []services.Service {
-	if s == nil {
+	if s == nil || !storageInProfile {
 		return nil
 	}
 	suffix := " (" + node + ")"
@@ -213,7 +213,7 @@ func (s *storageService) builtinServices(node string, httpAddr net.Addr) []servi
 
 // status is the "storage" component of the status.
 func (s *storageService) status(context.Context) ComponentStatus {
-	if s == nil {
+	if s == nil || !storageInProfile {
 		return ComponentStatus{OK: true, Detail: map[string]string{"state": "disabled"}}
 	}
 	st, vs := s.store.Stats(), s.vault.Stats()
@@ -300,7 +300,7 @@ const userContentPolicy = "default-src 'none'; sandbox"
 // dav serves the shared folders over WebDAV.
 func (h *handler) dav(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", userContentPolicy)
-	if h.cfg.storage == nil {
+	if h.cfg.storage == nil || !storageInProfile {
 		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
 		return
 	}
@@ -314,7 +314,7 @@ func (h *handler) dav(w http.ResponseWriter, r *http.Request) {
 // shareLink serves a share link, to anyone who has it.
 func (h *handler) shareLink(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", userContentPolicy)
-	if h.cfg.storage == nil {
+	if h.cfg.storage == nil || !storageInProfile {
 		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
 		return
 	}

@@ -66,7 +66,7 @@ type VaultStored struct {
 
 func (h *handler) storageInfo(r *http.Request) StorageInfo {
 	s := h.cfg.storage
-	if s == nil {
+	if s == nil || !storageInProfile {
 		return StorageInfo{}
 	}
 	p, _ := who(r)
@@ -107,7 +107,7 @@ func (h *handler) storageInfo(r *http.Request) StorageInfo {
 // component it answers 503 and returns false.
 func (h *handler) storageFor(w http.ResponseWriter, r *http.Request) (*storageService, principal, bool) {
 	p, _ := who(r)
-	if h.cfg.storage == nil {
+	if h.cfg.storage == nil || !storageInProfile {
 		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoStorage})
 		return nil, p, false
 	}
@@ -123,7 +123,7 @@ func (h *handler) apiStorage(w http.ResponseWriter, r *http.Request) {
 // file) and DELETE /api/v1/storage/vault?id=ID.
 func (h *handler) apiVault(w http.ResponseWriter, r *http.Request) {
 	s, p, ok := h.storageFor(w, r)
-	if !ok {
+	if !ok || !storageInProfile {
 		return
 	}
 	switch r.Method {
@@ -184,7 +184,7 @@ func (h *handler) ownsVaultFile(p principal, id string) bool {
 // account): the file's content.
 func (h *handler) apiVaultRead(w http.ResponseWriter, r *http.Request) {
 	s, p, ok := h.storageFor(w, r)
-	if !ok {
+	if !ok || !storageInProfile {
 		return
 	}
 	var c vault.Cap
@@ -237,7 +237,7 @@ type linkRequest struct {
 // share link, DELETE ?token=T removes one.
 func (h *handler) apiLinks(w http.ResponseWriter, r *http.Request) {
 	s, p, ok := h.storageFor(w, r)
-	if !ok {
+	if !ok || !storageInProfile {
 		return
 	}
 	if r.Method == http.MethodDelete {
@@ -271,7 +271,7 @@ func (h *handler) storagePage(w http.ResponseWriter, r *http.Request) {
 // filesPage is the file browser of the account's folder.
 func (h *handler) filesPage(w http.ResponseWriter, r *http.Request) {
 	s := h.cfg.storage
-	if s == nil {
+	if s == nil || !storageInProfile {
 		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
 		return
 	}
@@ -317,7 +317,7 @@ func formatSize(n int64) string { return formatBytes(uint64(max(n, 0))) }
 // writeStorageMetrics adds the folders' and the vault's metrics.
 func (h *handler) writeStorageMetrics(w io.Writer) {
 	s := h.cfg.storage
-	if s == nil {
+	if s == nil || !storageInProfile {
 		return
 	}
 	fs, st, vs := s.folders.Stats(), s.store.Stats(), s.vault.Stats()

@@ -77,6 +77,10 @@ type updateService struct {
 func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version string, ov *overlayService, logger *slog.Logger) *updateService {
 	u := &updateService{cfg: cfg, node: nodeName, board: board, version: version, log: logger.With("component", "update"),
 		changed: ov.changed.Wait}
+	if !updateInProfile {
+		u.problem = errUpdateProfile
+		return u
+	}
 	if cfg.Off {
 		u.problem = "updates are turned off (--update off)"
 		return u
@@ -153,7 +157,7 @@ func updatePeers(ov *overlayService, self string, port uint16) []update.Peer {
 // builtinServices returns the agent's catalog entry: the running version,
 // and the newest release it holds.
 func (u *updateService) builtinServices(port uint16) []services.Service {
-	if u.agent == nil {
+	if u.agent == nil || !updateInProfile {
 		return nil
 	}
 	txt := map[string]string{"run": u.version, "brd": u.board}
@@ -171,7 +175,7 @@ func (u *updateService) builtinServices(port uint16) []services.Service {
 
 // handler serves the agent's chunks to peers over the overlay.
 func (u *updateService) handler() http.Handler {
-	if u.agent == nil {
+	if u.agent == nil || !updateInProfile {
 		return http.NotFoundHandler()
 	}
 	return u.agent.Handler()
@@ -190,7 +194,7 @@ func (u *updateService) run(ctx context.Context) error {
 	if u.root != nil {
 		defer u.root.Close()
 	}
-	if u.agent == nil {
+	if u.agent == nil || !updateInProfile {
 		return nil
 	}
 	// A catalog change may be a peer announcing a release: look at once.
@@ -212,7 +216,7 @@ func (u *updateService) run(ctx context.Context) error {
 }
 
 func (u *updateService) status(context.Context) ComponentStatus {
-	if u.agent == nil {
+	if u.agent == nil || !updateInProfile {
 		return ComponentStatus{OK: u.cfg.Off, Error: u.problem}
 	}
 	st := u.agent.Status()
@@ -249,7 +253,7 @@ type BoxVersion struct {
 
 func (u *updateService) view(cat catalogSource, selfID string) UpdateInfo {
 	v := UpdateInfo{Running: u.version, Board: u.board, Problem: u.problem, Community: []BoxVersion{}}
-	if u.agent != nil {
+	if u.agent != nil && updateInProfile {
 		st := u.agent.Status()
 		v.Agent = &st
 	}

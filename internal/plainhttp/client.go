@@ -81,7 +81,7 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 	}
 	out := *req // shallow: Write reads, never changes, the rest
 	out.Close = true
-	if err := out.Write(conn); err != nil {
+	if err := WriteRequest(conn, &out); err != nil {
 		return fail(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), req)

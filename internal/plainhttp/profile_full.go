@@ -2,7 +2,10 @@
 
 package plainhttp
 
-import "net/http"
+import (
+	"io"
+	"net/http"
+)
 
 // NewServer returns net/http's server in the full profile (this package's
 // in the router profile).
@@ -29,3 +32,7 @@ func NewClient(cfg ClientConfig) HTTPClient {
 		DisableKeepAlives:   cfg.DisableKeepAlives,
 	}}
 }
+
+// WriteRequest writes req as a client request: req.Write in the full
+// profile (writeRequest, without IDNA, in the router profile).
+func WriteRequest(w io.Writer, req *http.Request) error { return req.Write(w) }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 )
 
 // upstream forwards plain-HTTP requests to destinations over kept-alive
@@ -110,7 +112,7 @@ func (u *upstream) roundTrip(ctx context.Context, out *http.Request, key string)
 		// connection, which ends whatever waits on it.
 		stop := context.AfterFunc(ctx, func() { c.conn.Close() })
 		c.conn.SetReadDeadline(time.Now().Add(u.p.cfg.ResponseHeaderTimeout))
-		err = out.Write(c.bw)
+		err = plainhttp.WriteRequest(c.bw, out)
 		if err == nil {
 			err = c.bw.Flush()
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/atomicfile"
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 )
 
 // Defaults of Config.
@@ -28,6 +29,11 @@ const (
 	DefaultMaxUploads   = 4
 	DefaultPollInterval = 10 * time.Second
 )
+
+// Doer sends HTTP requests; *http.Client implements it.
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
 
 // Config configures an Agent. Fields are read once by NewAgent.
 type Config struct {
@@ -57,9 +63,10 @@ type Config struct {
 	// missing chunk found there at its place is taken instead of fetched,
 	// so an update that changes little moves little. Nil means none.
 	Local func(name string) io.ReaderAt
-	// Client fetches from peers; nil means a client without timeout (each
-	// request is bounded by the agent).
-	Client *http.Client
+	// Client fetches from peers (an *http.Client does); nil means a client
+	// without timeout (each request is bounded by the agent): net/http's,
+	// or internal/plainhttp's in the router profile.
+	Client Doer
 	// Parallel is how many chunks are fetched at once; zero means
 	// DefaultParallel.
 	Parallel int
@@ -113,7 +120,7 @@ type Agent struct {
 	store   *Store
 	running Version
 	log     *slog.Logger
-	client  *http.Client
+	client  Doer
 	down    *rateLimiter
 	up      *rateLimiter
 	uploads chan struct{} // semaphore of chunk uploads
@@ -172,7 +179,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
+		cfg.Client = plainhttp.NewClient(plainhttp.ClientConfig{})
 	}
 	running, err := ParseVersion(cfg.Running)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/atomicfile"
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 	"github.com/cloudbox/cloudbox/internal/xeddsa"
 	"golang.org/x/crypto/curve25519"
 )
@@ -54,6 +55,12 @@ type Box struct {
 	Free int64
 }
 
+// Client makes HTTP requests; *http.Client implements it.
+type Client interface {
+	Do(*http.Request) (*http.Response, error)
+	CloseIdleConnections()
+}
+
 // Config configures New. Dir, Self, PrivateKey, Keys and Boxes are
 // required; the zero value of the others works.
 type Config struct {
@@ -76,7 +83,7 @@ type Config struct {
 	Changed func() <-chan struct{}
 	// Client makes the requests to holders; nil means a client of its
 	// own.
-	Client *http.Client
+	Client Client
 	// K and N: any K of N shares rebuild a file. Zero means DefaultK and
 	// DefaultN.
 	K, N int
@@ -98,7 +105,7 @@ type Vault struct {
 	cfg    Config
 	log    *slog.Logger
 	signer *xeddsa.Signer
-	client *http.Client
+	client Client
 
 	// mu guards the following.
 	mu      sync.Mutex
@@ -152,7 +159,7 @@ func New(cfg Config) (*Vault, error) {
 	}
 	v := &Vault{cfg: cfg, log: cfg.Logger, signer: signer, client: cfg.Client, gone: make(map[string]time.Time)}
 	if v.client == nil {
-		v.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}}
+		v.client = plainhttp.NewClient(plainhttp.ClientConfig{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute})
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating vault directory: %w", err)

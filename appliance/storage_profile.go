@@ -1,0 +1,14 @@
+//go:build !router
+
+package appliance
+
+// storageInProfile is whether cloudboxd has the storage component (shared
+// folders over WebDAV, the vault): the full profile has it.
+const storageInProfile = true
+
+// updateInProfile is whether cloudboxd has the update agent: the full
+// profile has it.
+const updateInProfile = true
+
+// errUpdateProfile is not shown in the full profile.
+const errUpdateProfile = ""
