@@ -240,6 +240,9 @@ type staticFile struct {
 
 func loadStatic() (map[string]staticFile, error) {
 	files := make(map[string]staticFile)
+	if !panelInProfile {
+		return files, nil
+	}
 	err := fs.WalkDir(staticFS, "web/static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err

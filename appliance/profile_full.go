@@ -12,3 +12,7 @@ const updateInProfile = true
 
 // errUpdateProfile is not shown in the full profile.
 const errUpdateProfile = ""
+
+// panelInProfile is whether cloudboxd has the HTML panel's templates,
+// style sheet and scripts: the full profile has them.
+const panelInProfile = true

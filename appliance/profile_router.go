@@ -18,3 +18,7 @@ const updateInProfile = false
 
 // errUpdateProfile is the update component's problem on a router.
 const errUpdateProfile = "updates over the mesh are not in the router profile yet: install a new package with opkg"
+
+// panelInProfile is false in the router profile: its plain pages have no
+// style sheet or scripts (panel_exec_router.go).
+const panelInProfile = false
