@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 const wantFeatures = "has_journal ext_attr dir_index filetype extent sparse_super large_file huge_file dir_nlink extra_isize"
@@ -58,6 +59,30 @@ func run(t *testing.T, name string, args ...string) (stdout, stderr string, code
 var e2fsckOK = regexp.MustCompile(`^(e2fsck \d+\.\d+.*|Pass [1-5]: Checking [a-z ,]+|.*: \d+/\d+ files \([0-9.]+% non-contiguous\), \d+/\d+ blocks)$`)
 
 // fsck fails the test unless e2fsck -fn finds img clean.
+// waitUnmounted waits until the file system in img is clean, at most 30
+// s. A mount namespace made while it was mounted (ip netns exec in a test
+// running in parallel) holds a copy of the mount, which keeps the file
+// system in use, its journal not yet checkpointed, until that namespace
+// ends.
+func waitUnmounted(t *testing.T, img string) {
+	t.Helper()
+	dumpe2fs := tool(t, "dumpe2fs", "e2fsprogs")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, stderr, code := run(t, dumpe2fs, "-h", img)
+		if code != 0 {
+			t.Fatalf("dumpe2fs -h %s exited with %d: %s", img, code, stderr)
+		}
+		if !strings.Contains(out, "needs_recovery") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still needs journal recovery 30 s after umount: mounted elsewhere?", img)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func fsck(t *testing.T, img string) {
 	t.Helper()
 	stdout, stderr, code := run(t, tool(t, "e2fsck", "e2fsprogs"), "-fn", img)
@@ -351,6 +376,7 @@ func TestKernelMount(t *testing.T) {
 				t.Errorf("lsattr -d %s = %q, want the I (indexed) flag", many, out)
 			}
 			unmount()
+			waitUnmounted(t, img)
 
 			fsck(t, img)
 			if got := debugfs(t, img, false, "cat /big"); got != string(big) {
