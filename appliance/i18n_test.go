@@ -156,10 +156,12 @@ func FuzzParseAcceptLanguage(f *testing.F) {
 }
 
 // TestPagesInLanguages renders the wizard and every page of the panel in
-// Catalan and Spanish: chosen by Accept-Language, then by the selector.
+// Catalan and Spanish (with texts made by Go code and for the pages'
+// scripts): chosen by Accept-Language, then by the selector.
 func TestPagesInLanguages(t *testing.T) {
-	h, _ := newTestHandler(t, "b1")
+	h, node := newTestHandler(t, "b1")
 	h.cfg.overlay = &fakeOverlay{v: overlayView{State: "not a member", NotMember: true}}
+	addTestStorage(t, h, node)
 	fresh := &browser{t: t, h: h, remote: "192.0.2.11:5000"}
 	resp, page := fresh.do("GET", "/setup", nil, "Accept-Language", "ca-ES,ca;q=0.9,en;q=0.5")
 	wantCode(t, "GET /setup in Catalan", resp, page, http.StatusOK)
@@ -177,22 +179,38 @@ func TestPagesInLanguages(t *testing.T) {
 	for _, c := range []struct {
 		lang   string
 		header string
-		want   map[string]string
+		want   map[string][]string
 	}{
-		{"ca", "ca", map[string]string{"/": "Salut", "/community": "Comunitat", "/services": "Serveis", "/gateway": "Passarel·la",
-			"/settings": "Còpia de seguretat", "/accounts": "Els teus testimonis", "/logs": "Nivell mínim", "/certificate": "Descarrega el certificat",
-			"/streams": "aviat", "/nowhere": "No hi ha cap pàgina"}},
-		{"es", "es-AR,es;q=0.9", map[string]string{"/": "Salud", "/community": "Comunidad", "/services": "Servicios", "/gateway": "Pasarela",
-			"/settings": "Copia de seguridad", "/accounts": "Tus tokens", "/logs": "Nivel mínimo", "/certificate": "Descarga el certificado",
-			"/streams": "próximamente", "/nowhere": "No hay ninguna página"}},
+		{"ca", "ca", map[string][]string{"/": {"Salut"}, "/community": {"Comunitat"}, "/services": {"Serveis"}, "/gateway": {"Passarel·la"},
+			"/settings": {"Còpia de seguretat"}, "/accounts": {"Els teus testimonis"}, "/logs": {"Nivell mínim"}, "/certificate": {"Descarrega el certificat"},
+			"/streams": {"aviat"}, "/nowhere": {"No hi ha cap pàgina"},
+			"/updates":       {"Versions a la comunitat", "actualitzacions no funciona en aquesta caixa"},
+			"/storage":       {"Fitxers del cofre (0)", "Guarda un fitxer al cofre", `data-stored="Guardat. Testimoni de lectura`},
+			"/storage/files": {"<title>Fitxers ·", "Aquesta carpeta és buida.", "ocupats de", `data-share-link="Enllaç per compartir: %s"`}}},
+		{"es", "es-AR,es;q=0.9", map[string][]string{"/": {"Salud"}, "/community": {"Comunidad"}, "/services": {"Servicios"}, "/gateway": {"Pasarela"},
+			"/settings": {"Copia de seguridad"}, "/accounts": {"Tus tokens"}, "/logs": {"Nivel mínimo"}, "/certificate": {"Descarga el certificado"},
+			"/streams": {"próximamente"}, "/nowhere": {"No hay ninguna página"},
+			"/updates":       {"Versiones en la comunidad", "el componente de actualizaciones no funciona en esta caja"},
+			"/storage":       {"Archivos de la bóveda (0)", "Guardar un archivo en la bóveda", `data-stored="Guardado. Token de lectura`},
+			"/storage/files": {"<title>Archivos ·", "Esta carpeta está vacía.", "ocupados de", `data-share-link="Enlace para compartir: %s"`}}},
 	} {
 		for _, path := range slices.Sorted(maps.Keys(c.want)) {
 			resp, page := b.do("GET", path, nil, "Accept-Language", c.header)
 			if resp.StatusCode != http.StatusOK && path != "/nowhere" {
 				t.Errorf("GET %s in %s = %d", path, c.lang, resp.StatusCode)
 			}
-			if !strings.Contains(page, `<html lang="`+c.lang+`">`) || !strings.Contains(page, c.want[path]) {
-				t.Errorf("GET %s in %s lacks %q:\n%s", path, c.lang, c.want[path], page)
+			if !strings.Contains(page, `<html lang="`+c.lang+`">`) {
+				t.Errorf("GET %s in %s is not in %s:\n%s", path, c.lang, c.lang, page)
+			}
+			for _, want := range c.want[path] {
+				if !strings.Contains(page, want) {
+					t.Errorf("GET %s in %s lacks %q:\n%s", path, c.lang, want, page)
+				}
+			}
+			// A translation with other arguments than its text shows
+			// fmt's %!d(…).
+			if i := strings.Index(page, "%!"); i >= 0 {
+				t.Errorf("GET %s in %s has a formatting error: %s", path, c.lang, page[i:min(i+60, len(page))])
 			}
 		}
 	}

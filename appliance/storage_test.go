@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudbox/cloudbox/appliance/state"
 	"github.com/cloudbox/cloudbox/internal/testenv"
 )
 
@@ -19,16 +20,7 @@ import (
 func newStorageServer(t *testing.T) (*handler, *httptest.Server) {
 	t.Helper()
 	h, node := newTestHandler(t, "box")
-	dir := t.TempDir()
-	logger := slog.New(slog.DiscardHandler)
-	ov := &overlayService{cfg: OverlayConfig{}.withDefaults(), log: logger}
-	ov.catalog = newCatalogService(dir, logger, &ov.changed)
-	copy(ov.key[:], node.PrivateKey.Bytes())
-	st, err := openStorage(StorageConfig{Quota: 1 << 20}, dir, node, ov, logger, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.cfg.storage = st
+	addTestStorage(t, h, node)
 	a := h.cfg.auth.accounts
 	if err := a.setAccount("admin", roleAdmin, "admin password 123", false, testStart); err != nil {
 		t.Fatal(err)
@@ -44,6 +36,21 @@ func newStorageServer(t *testing.T) (*handler, *httptest.Server) {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return h, srv
+}
+
+// addTestStorage gives h the storage component (quota 1 MiB, no overlay).
+func addTestStorage(t *testing.T, h *handler, node *state.Node) {
+	t.Helper()
+	dir := t.TempDir()
+	logger := slog.New(slog.DiscardHandler)
+	ov := &overlayService{cfg: OverlayConfig{}.withDefaults(), log: logger}
+	ov.catalog = newCatalogService(dir, logger, &ov.changed)
+	copy(ov.key[:], node.PrivateKey.Bytes())
+	st, err := openStorage(StorageConfig{Quota: 1 << 20}, dir, node, ov, logger, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.storage = st
 }
 
 // TestStorageWebDAVAccounts: WebDAV clients log in with the panel's

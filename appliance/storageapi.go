@@ -277,10 +277,11 @@ func (h *handler) filesPage(w http.ResponseWriter, r *http.Request) {
 	}
 	p, _ := who(r)
 	dir := path.Clean("/" + r.URL.Query().Get("path"))
+	d := h.pageFor(r, "Files", "/storage")
 	entries, err := s.folders.List(p.account, dir)
 	msg := ""
 	if err != nil {
-		msg = "This folder cannot be listed: " + err.Error()
+		msg = d.T("This folder cannot be listed: %s", err.Error())
 	}
 	var crumbs []struct{ Name, Path string }
 	acc := ""
@@ -300,13 +301,14 @@ func (h *handler) filesPage(w http.ResponseWriter, r *http.Request) {
 		DAV     string
 		Used    string
 		Quota   string
-	}{h.pageFor(r, "Files", "/storage"), strings.TrimSuffix(dir, "/"), crumbs, entries, msg, s.folders.Prefix(),
-		formatBytes(uint64(used)), quotaText(s.folders.Quota())})
+	}{d, strings.TrimSuffix(dir, "/"), crumbs, entries, msg, s.folders.Prefix(),
+		formatBytes(uint64(used)), quotaText(d, s.folders.Quota())})
 }
 
-func quotaText(q int64) string {
+// quotaText is the quota q (negative: none) for the page d.
+func quotaText(d pageData, q int64) string {
 	if q < 0 {
-		return "no limit"
+		return d.T("no limit")
 	}
 	return formatBytes(uint64(q))
 }

@@ -143,6 +143,25 @@ func TestUpdateAPI(t *testing.T) {
 			t.Errorf("Updates page (HTTP %d) lacks %q", resp.StatusCode, want)
 		}
 	}
+	// In Catalan, with the release and the refusals.
+	req, _ := http.NewRequest(http.MethodGet, base+"/updates", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	req.Header.Set("Accept-Language", "ca")
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"<h1>Actualitzacions</h1>", "l&#39;han de signar 1 de les 1 claus de confiança", "Complet", "Llançaments rebutjats",
+		"<code>0.9.0</code> de una pujada: ", `data-accepted="Llançament %s acceptat."`} {
+		if !strings.Contains(string(ca), want) {
+			t.Errorf("Updates page in Catalan (HTTP %d) lacks %q", resp.StatusCode, want)
+		}
+	}
+	if i := bytes.Index(ca, []byte("%!")); i >= 0 {
+		t.Errorf("Updates page in Catalan has a formatting error: %s", ca[i:min(i+60, len(ca))])
+	}
 	js := regexp.MustCompile(`<script src="([^"]+)"`).FindSubmatch(page)
 	if js == nil {
 		t.Fatal("Updates page has no script")

@@ -1,7 +1,13 @@
 // The storage pages: uploads with progress, rename, delete and share links
 // in the file browser (WebDAV requests with the session and its CSRF
-// token), and vault uploads through the API.
+// token), and vault uploads through the API. The texts come translated in
+// data- attributes of the page, with %s for each value.
 "use strict";
+
+function text(el, key) {
+  var args = Array.prototype.slice.call(arguments, 2);
+  return el.dataset[key].replace(/%s/g, function () { return String(args.shift()); });
+}
 
 function send(method, url, csrf, body, headers, onProgress) {
   return new Promise(function (resolve, reject) {
@@ -35,15 +41,15 @@ if (browser) {
     for (var i = 0; i < files.length; i++) {
       var f = files[i];
       var x = await send("PUT", dav + encodePath(dir + "/" + f.name), csrf, f, {}, function (p) { bar.value = p; });
-      if (x.status === 507) { say("Not uploaded: " + f.name + " would exceed your quota."); return; }
-      if (x.status >= 300) { say("Upload of " + f.name + " failed: " + x.status + " " + x.responseText); return; }
+      if (x.status === 507) { say(text(browser, "quota", f.name)); return; }
+      if (x.status >= 300) { say(text(browser, "uploadFailed", f.name, x.status + " " + x.responseText)); return; }
     }
     location.reload();
   });
   document.getElementById("mkdir").addEventListener("submit", async function (e) {
     e.preventDefault();
     var x = await send("MKCOL", dav + encodePath(dir + "/" + document.getElementById("mkdir-name").value) + "/", csrf);
-    if (x.status >= 300) { say("Not created: " + x.status + " " + x.responseText); return; }
+    if (x.status >= 300) { say(text(browser, "notCreated", x.status + " " + x.responseText)); return; }
     location.reload();
   });
   browser.parentNode.addEventListener("click", async function (e) {
@@ -52,18 +58,18 @@ if (browser) {
     var row = b.closest("tr"), name = row.dataset.name, path = dir + "/" + name;
     var x;
     if (b.dataset.act === "delete") {
-      if (!confirm("Delete " + name + "?")) return;
+      if (!confirm(text(browser, "confirmDelete", name))) return;
       x = await send("DELETE", dav + encodePath(path), csrf);
     } else if (b.dataset.act === "rename") {
-      var to = prompt("New name", name);
+      var to = prompt(text(browser, "newName"), name);
       if (!to || to === name) return;
       x = await send("MOVE", dav + encodePath(path), csrf, null,
         { "Destination": location.origin + dav + encodePath(dir + "/" + to), "Overwrite": "F" });
     } else if (b.dataset.act === "share") {
       x = await send("POST", "/api/v1/storage/links", csrf, JSON.stringify({ path: path }), { "Content-Type": "application/json" });
-      if (x.status === 201) { say("Share link: " + location.origin + "/s/" + JSON.parse(x.responseText).token); return; }
+      if (x.status === 201) { say(text(browser, "shareLink", location.origin + "/s/" + JSON.parse(x.responseText).token)); return; }
     }
-    if (x.status >= 300) { say(b.dataset.act + " failed: " + x.status + " " + x.responseText); return; }
+    if (x.status >= 300) { say(text(browser, b.dataset.act + "Failed", x.status + " " + x.responseText)); return; }
     location.reload();
   });
 }
@@ -77,7 +83,7 @@ if (vaultForm) {
     bar.hidden = false;
     var x = await send("POST", "/api/v1/storage/vault?name=" + encodeURIComponent(f.name), vaultForm.dataset.csrf, f,
       { "Content-Type": "application/octet-stream" }, function (p) { bar.value = p; });
-    if (x.status !== 201) { out.textContent = "Not stored: " + x.responseText; return; }
-    out.textContent = "Stored. Capability (keep it; whoever has it can read the file): " + JSON.parse(x.responseText).cap;
+    if (x.status !== 201) { out.textContent = text(vaultForm, "notStored", x.responseText); return; }
+    out.textContent = text(vaultForm, "stored", JSON.parse(x.responseText).cap);
   });
 }
