@@ -201,6 +201,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}()
 	}
 
+	if ok, err := applyFactoryReset(cfg.StateDir); err != nil {
+		return err
+	} else if ok {
+		logger.Warn("factory reset: the state was erased")
+	}
 	if ok, err := applyRestore(cfg.StateDir); err != nil {
 		return err
 	} else if ok {

@@ -26,6 +26,7 @@ var (
 	errRevokeSelf = errors.New("a box cannot revoke itself")
 )
 
-// ErrRestart is returned by Run after a restore of a backup, which takes
-// effect when Run starts again: cloudboxd calls Run again at once.
-var ErrRestart = errors.New("restart requested to apply a restored backup")
+// ErrRestart is returned by Run after a restore of a backup or a factory
+// reset, which take effect when Run starts again: cloudboxd calls Run
+// again at once.
+var ErrRestart = errors.New("restart requested to apply a restored backup or a factory reset")

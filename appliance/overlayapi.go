@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/overlay/membership"
 	"github.com/cloudbox/cloudbox/overlay/roster"
+	"github.com/cloudbox/cloudbox/services"
 )
 
 // overlaySource is what the handler shows of the overlay and may change;
@@ -183,6 +185,9 @@ type memberRow struct {
 	IPv6   string
 	Groups []string
 	Self   bool
+	// Version is the software version the box runs, as its update agent
+	// announces it in the catalog; "–" when unknown.
+	Version string
 	// Kind is "self", "direct", "relay" or "none".
 	Kind string
 	// Path is "direct 192.0.2.2:51820", "relay via b3", ... or "no path".
@@ -211,11 +216,16 @@ type communityForm struct {
 func (h *handler) communityPage(w http.ResponseWriter, r *http.Request, code int, form communityForm) {
 	v := h.overlayView()
 	now := h.cfg.now()
+	versions := h.memberVersions()
 	var rows []memberRow
 	for _, m := range v.Members {
 		row := memberRow{
 			Name: m.Name, NodeID: m.NodeID, IPv4: addrString(m.IPv4), IPv6: addrString(m.IPv6),
 			Groups: m.Groups, Self: m.Self, Kind: "none", Path: "no path yet", RTT: "–", Rx: "–", Tx: "–",
+			Version: cmp.Or(versions[m.NodeID], "–"),
+		}
+		if m.Self {
+			row.Version = h.cfg.version
 		}
 		l := m.Live
 		switch {
@@ -245,6 +255,25 @@ func (h *handler) communityPage(w http.ResponseWriter, r *http.Request, code int
 		Overlay overlayView
 		Members []memberRow
 	}{h.pageFor(r, "Community", "/community"), form, v, rows})
+}
+
+// memberVersions maps the node ID of each box that announces its update
+// agent in the catalog to the version it runs.
+func (h *handler) memberVersions() map[string]string {
+	m := map[string]string{}
+	if h.cfg.catalog == nil {
+		return m
+	}
+	c := h.cfg.catalog.current()
+	if c == nil {
+		return m
+	}
+	for _, rec := range c.Services(services.Filter{Type: updateType}) {
+		if v := rec.TXT["run"]; v != "" {
+			m[rec.OwnerID] = v
+		}
+	}
+	return m
 }
 
 // formatBytes renders n with a binary unit, e.g. "512 B", "1.5 KiB".

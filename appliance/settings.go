@@ -26,6 +26,8 @@ type settingsForm struct {
 	Field, Error, Done string
 	// Backup is the state of the backup and restore forms (backup.go).
 	Backup backupForm
+	// Reset is the state of the factory reset form (reset.go).
+	Reset resetForm
 }
 
 func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) {
