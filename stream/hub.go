@@ -228,8 +228,8 @@ type Info struct {
 	Viewers int `json:"viewers"`
 	Relays  int `json:"relays"`
 	// BitrateKbps is the incoming bitrate over the last second.
-	BitrateKbps int      `json:"bitrate_kbps"`
-	Codecs      []string `json:"codecs"`
+	BitrateKbps int       `json:"bitrate_kbps"`
+	Codecs      []string  `json:"codecs"`
 	Started     time.Time `json:"started"`
 	// Problem says why the source was refused or lost, if it was.
 	Problem string `json:"problem,omitempty"`

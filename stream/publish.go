@@ -257,7 +257,6 @@ func (s *Server) Publish(ctx context.Context, name, offer string, opt PublishOpt
 	return Answer{SDP: ans, Session: id}, nil
 }
 
-
 // claim reserves stream name for a new local source, creating its hub if
 // needed.
 func (s *Server) claim(name string, f *feed) (*hub, bool, error) {

@@ -176,9 +176,9 @@ func (l *localTrack) Unbind(webrtc.TrackLocalContext) error {
 }
 
 // ID, RID, StreamID and Kind implement webrtc.TrackLocal.
-func (l *localTrack) ID() string                 { return l.id }
-func (l *localTrack) RID() string                { return "" }
-func (l *localTrack) StreamID() string           { return "cloudbox" }
+func (l *localTrack) ID() string                { return l.id }
+func (l *localTrack) RID() string               { return "" }
+func (l *localTrack) StreamID() string          { return "cloudbox" }
 func (l *localTrack) Kind() webrtc.RTPCodecType { return l.track.kind }
 
 // fmtpValue returns the value of key in an SDP fmtp line ("a=1;b=2").

@@ -435,7 +435,9 @@ func (v *Viewer) Delays() []time.Duration {
 }
 
 // Connected reports whether the peer connection is connected.
-func (v *Viewer) Connected() bool { return v.pc.ConnectionState() == webrtc.PeerConnectionStateConnected }
+func (v *Viewer) Connected() bool {
+	return v.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+}
 
 // Close ends the session.
 func (v *Viewer) Close() error {
