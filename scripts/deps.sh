@@ -26,6 +26,7 @@ need=(
   "dbus-daemon:dbus-daemon"
   "unshare:util-linux"
   "chromium:chromium"               # the panel's browser tests (headless, CDP over a pipe)
+  "ffmpeg:ffmpeg"                   # stream tests: RTP ingest, decoding checks (ffprobe)
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"

@@ -131,32 +131,50 @@ func (rs *remoteSet) read(r *webrtc.TrackRemote, tracks []*track, i int, gen uin
 		if err != nil {
 			return
 		}
-		var hdr rtp.Header
-		hl, err := hdr.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		payload := buf[hl:n]
-		if hdr.Padding && len(payload) > 0 {
-			pad := int(payload[len(payload)-1])
-			if pad > len(payload) {
-				continue
-			}
-			payload = payload[:len(payload)-pad]
-		}
-		if len(payload) == 0 {
-			continue
-		}
-		if checkB {
-			if st, ok := h264SliceType(payload); ok && isBSlice(st) {
-				rs.fail(bFrameProblem)
-				return
-			}
-		}
 		now := time.Now()
-		rs.lastPacket.Store(now.UnixNano())
-		tracks[i].push(gen, &hdr, payload, now)
+		switch forward(tracks[i], gen, buf[:n], checkB, now) {
+		case pktBFrame:
+			rs.fail(bFrameProblem)
+			return
+		case pktOK:
+			rs.lastPacket.Store(now.UnixNano())
+		}
 	}
+}
+
+// Results of forward.
+const (
+	pktOK = iota
+	pktSkipped
+	pktBFrame
+)
+
+// forward parses one RTP packet (RFC 3550 §5.1) and pushes it to t; with
+// checkB it refuses H.264 B slices.
+func forward(t *track, gen uint64, pkt []byte, checkB bool, now time.Time) int {
+	var hdr rtp.Header
+	hl, err := hdr.Unmarshal(pkt)
+	if err != nil {
+		return pktSkipped
+	}
+	payload := pkt[hl:]
+	if hdr.Padding && len(payload) > 0 {
+		pad := int(payload[len(payload)-1])
+		if pad > len(payload) {
+			return pktSkipped
+		}
+		payload = payload[:len(payload)-pad]
+	}
+	if len(payload) == 0 {
+		return pktSkipped
+	}
+	if checkB {
+		if st, ok := h264SliceType(payload); ok && isBSlice(st) {
+			return pktBFrame
+		}
+	}
+	t.push(gen, &hdr, payload, now)
+	return pktOK
 }
 
 // fail refuses the source with a problem for the API.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type testServer struct {
 
 func newTestServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	checkLeaks(t)
 	cfg.ICEUDPAddr, cfg.ICETCPAddr = "127.0.0.1:0", "off"
 	cfg.IncludeLoopback = true
 	cfg.IPFilter = func(ip net.IP) bool { return ip.IsLoopback() }
@@ -158,4 +160,22 @@ func TestPublisherReconnects(t *testing.T) {
 	if lost := v.Lost.Load(); lost > 0 {
 		t.Errorf("viewer saw %d lost packets across the publisher change; numbering must continue", lost)
 	}
+}
+
+// checkLeaks fails the test if goroutines started during it are still
+// running 10 s after its cleanups (pion stops some of its own lazily).
+func checkLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				t.Errorf("goroutines leaked: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }
