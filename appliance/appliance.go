@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "stream") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -92,6 +93,11 @@ type Config struct {
 	// Enabled) and the local proxy port every box offers; see
 	// GatewayConfig.
 	Gateway GatewayConfig
+
+	// Stream configures live streaming: WHIP and RTP ingest, WHEP
+	// playback, relaying over the mesh. The zero value streams with the
+	// media on DefaultStreamICEAddr; see StreamConfig.
+	Stream StreamConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -190,8 +196,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
+	streams := openStream(cfg.Stream, node.ID(), ov, logger)
+	defer streams.close()
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
-		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status}
+		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status, "stream": streams.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -215,6 +223,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
 		gateway:    gw,
+		streams:    streams,
 		auth:       auth,
 		stateDir:   cfg.StateDir,
 		logger:     logger,
@@ -242,8 +251,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return append(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices()...)
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), streams.builtinServices())
 	})
+	streams.setHTTPAddr(ln.Addr())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -252,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, streams.run}
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()

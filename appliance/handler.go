@@ -39,6 +39,8 @@ type handlerConfig struct {
 	// gateway is shown by the proxy API, the gateway page, the PAC file
 	// and the metrics; nil means none.
 	gateway *gatewayService
+	// streams is live streaming: API, pages, metrics; nil means none.
+	streams *streamService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
@@ -110,6 +112,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/wpad.dat", getOnly(h.pacFile))
 	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
 	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))
+	h.streamRoutes()
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
 	h.mux.Handle("/accounts/edit", h.pageAuth(roleMember, h.accountsEdit))
 	for _, p := range navItems {

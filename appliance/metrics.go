@@ -71,6 +71,9 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 
 	h.writeGatewayMetrics(&b)
+	if h.cfg.streams != nil && h.cfg.streams.srv != nil {
+		h.cfg.streams.srv.WriteMetrics(&b)
+	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

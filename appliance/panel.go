@@ -38,7 +38,7 @@ var navItems = []navItem{
 	{Path: "/", Label: "Overview"},
 	{Path: "/community", Label: "Community"},
 	{Path: "/services", Label: "Services"},
-	{Path: "/streams", Label: "Streams", Soon: true,
+	{Path: "/streams", Label: "Streams",
 		Blurb: "Live audio and video, published on one box and watched on any other."},
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
@@ -63,6 +63,7 @@ type panel struct {
 	progress  *template.Template
 	accounts  *template.Template
 	gateway   *template.Template
+	streams   *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -102,6 +103,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
 		{&p.gateway, "gateway.html"},
+		{&p.streams, "streams.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

@@ -47,7 +47,12 @@ func (s *Server) Play(ctx context.Context, name, offer string, opt PlayOptions) 
 			return Answer{}, err
 		}
 	}
-	t := time.NewTimer(s.cfg.SetupTimeout)
+	wait := s.cfg.SetupTimeout
+	if h.relay {
+		// The pull may have to try a second source.
+		wait *= 3
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-h.ready:
@@ -129,6 +134,7 @@ func (s *Server) Play(ctx context.Context, name, offer string, opt PlayOptions) 
 			go s.removeViewer(v)
 		}
 	})
+	s.log.Info("viewer joined", "stream", name, "session", id, "relay", opt.Relay)
 	return Answer{SDP: ans, Session: id}, nil
 }
 

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,14 +82,14 @@ func (s *Server) IngestRTP(name string, opt RTPOptions) (RTPIngest, error) {
 		if err != nil {
 			return RTPIngest{}, err
 		}
-		codecs, pts = append(codecs, c), append(pts, cmpOr(opt.VideoPT, DefaultVideoPT))
+		codecs, pts = append(codecs, c), append(pts, cmp.Or(opt.VideoPT, DefaultVideoPT))
 	}
 	if opt.Audio != "" {
 		c, err := rtpCodec(opt.Audio, false)
 		if err != nil {
 			return RTPIngest{}, err
 		}
-		codecs, pts = append(codecs, c), append(pts, cmpOr(opt.AudioPT, DefaultAudioPT))
+		codecs, pts = append(codecs, c), append(pts, cmp.Or(opt.AudioPT, DefaultAudioPT))
 	}
 	if len(pts) == 2 && pts[0] == pts[1] {
 		return RTPIngest{}, fmt.Errorf("%w: video and audio need different payload types", ErrUnsupportedCodec)
@@ -123,13 +124,6 @@ func (s *Server) IngestRTP(name string, opt RTPOptions) (RTPIngest, error) {
 	port := conn.LocalAddr().(*net.UDPAddr).Port
 	s.log.Info("rtp ingest open", "stream", name, "port", port, "video", opt.Video, "audio", opt.Audio)
 	return RTPIngest{Port: port, Session: id}, nil
-}
-
-func cmpOr(v, d uint8) uint8 {
-	if v == 0 {
-		return d
-	}
-	return v
 }
 
 // rtpCodec returns the capability of a codec named by a user.

@@ -88,6 +88,8 @@ type Source struct {
 	URL string
 	// NodeID and Name identify the box, for the API and logs.
 	NodeID, Name string
+	// RTT is the round-trip time to the box, for logs; zero if unknown.
+	RTT time.Duration
 }
 
 func (c Config) withDefaults() Config {

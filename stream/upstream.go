@@ -63,7 +63,8 @@ func (s *Server) pull(h *hub) {
 			return
 		default:
 		}
-		src, ok := pickSource(s.cfg.Sources(h.name), failed, time.Now())
+		srcs := s.cfg.Sources(h.name)
+		src, ok := pickSource(srcs, failed, time.Now())
 		if !ok {
 			select {
 			case <-h.closed:
@@ -74,6 +75,7 @@ func (s *Server) pull(h *hub) {
 			}
 			continue
 		}
+		s.log.Info("relay pulling", "stream", h.name, "source", src.Name, "rtt", src.RTT, "candidates", len(srcs))
 		err := s.pullFrom(h, src)
 		if errors.Is(err, errStopped) {
 			return
@@ -163,7 +165,7 @@ func (s *Server) pullFrom(h *hub, src Source) error {
 			if !attached {
 				attached = true
 				s.counters.pulls.Add(1)
-				s.log.Info("relay attached", "stream", h.name, "source", src.Name)
+				s.log.Info("relay attached", "stream", h.name, "source", src.Name, "url", src.URL, "after", time.Since(start).Round(time.Millisecond))
 			}
 		case now := <-tick.C:
 			switch pc.ConnectionState() {
@@ -172,7 +174,8 @@ func (s *Server) pullFrom(h *hub, src Source) error {
 			}
 			last := rs.lastPacket.Load()
 			if last == 0 && now.Sub(start) > s.cfg.SetupTimeout {
-				return fmt.Errorf("no media from %s within %v", src.Name, s.cfg.SetupTimeout)
+				return fmt.Errorf("no media from %s within %v (ice %s, peer connection %s)", src.Name, s.cfg.SetupTimeout,
+					pc.ICEConnectionState(), pc.ConnectionState())
 			}
 			if last != 0 && now.Sub(time.Unix(0, last)) > pullStall {
 				return fmt.Errorf("no media from %s for %v", src.Name, pullStall)

@@ -26,6 +26,10 @@
 // log unless --gateway-log names the fields to keep (for
 // --gateway-log-days days, under the state directory).
 //
+// Live streams (WHIP and RTP in, WHEP out, relayed between boxes) carry
+// their media on --stream-ice (UDP and TCP, default :8189; "off" turns
+// streaming off).
+//
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
 // --api-token-file names an administrator's API token for automation.
@@ -76,6 +80,7 @@ func main() {
 			"comma-separated service `TYPES` found on the LAN by mDNS to publish to the community, e.g. _ipp._tcp")
 		setupCode = flag.String("setup-code-file", "",
 			"`FILE` the first-boot wizard's setup code is written to (default: setup-code.txt in --state-dir)")
+		streamICE = flag.String("stream-ice", appliance.DefaultStreamICEAddr, "UDP and TCP `ADDR` of live streams' media (WebRTC), or \"off\" to turn streaming off")
 		tokenFile = flag.String("api-token-file", "",
 			"`FILE` holding an API token (32+ characters) accepted as an administrator's, for automation")
 		gateway     = flag.Bool("gateway", false, "share this box's Internet connection with the community (HTTP proxy and SOCKS5)")
@@ -150,6 +155,7 @@ func main() {
 			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
 			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
 		},
+		Stream: appliance.StreamConfig{ICEAddr: *streamICE},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -45,6 +46,10 @@ type Options struct {
 	Loopback bool
 	// VideoSink, if set, receives every video RTP packet a viewer gets.
 	VideoSink func(*rtp.Packet)
+	// UDPConn, if set, carries all ICE traffic (host candidate: its
+	// address, which must not be unspecified); e.g. a socket opened in
+	// another network namespace. The client closes it.
+	UDPConn net.PacketConn
 }
 
 func (o Options) withDefaults() Options {
@@ -63,21 +68,37 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-func newAPI(o Options, nack bool) (*webrtc.API, error) {
+func newAPI(o Options, nack bool) (*webrtc.API, io.Closer, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ir := &interceptor.Registry{}
 	if nack {
 		if err := webrtc.ConfigureNack(me, ir); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(o.Loopback)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	var closer io.Closer = io.NopCloser(nil)
+	if o.UDPConn != nil {
+		mux := webrtc.NewICEUDPMux(nil, o.UDPConn)
+		se.SetICEUDPMux(mux)
+		closer = multiCloser{mux, o.UDPConn}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), closer, nil
+}
+
+type multiCloser []io.Closer
+
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, c := range m {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // exchange posts pc's offer to endpoint and applies the answer; it
@@ -161,28 +182,32 @@ type Publisher struct {
 	Frames   atomic.Uint64
 	PLIs     atomic.Uint64
 	forceKey atomic.Bool
+	closer   io.Closer
 }
 
 // Publish connects to the WHIP endpoint and starts sending.
 func Publish(ctx context.Context, endpoint string, o Options) (*Publisher, error) {
 	o = o.withDefaults()
-	api, err := newAPI(o, true)
+	api, closer, err := newAPI(o, true)
 	if err != nil {
 		return nil, err
 	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
+		closer.Close()
 		return nil, err
 	}
-	p := &Publisher{pc: pc, o: o, stop: make(chan struct{})}
+	p := &Publisher{pc: pc, o: o, stop: make(chan struct{}), closer: closer}
 	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "synthetic")
 	if err != nil {
 		pc.Close()
+		closer.Close()
 		return nil, err
 	}
 	vs, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		pc.Close()
+		closer.Close()
 		return nil, err
 	}
 	var audio *webrtc.TrackLocalStaticSample
@@ -190,15 +215,18 @@ func Publish(ctx context.Context, endpoint string, o Options) (*Publisher, error
 		audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "synthetic")
 		if err != nil {
 			pc.Close()
+			closer.Close()
 			return nil, err
 		}
 		if _, err := pc.AddTransceiverFromTrack(audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 			pc.Close()
+			closer.Close()
 			return nil, err
 		}
 	}
 	if p.loc, err = exchange(ctx, o, pc, endpoint); err != nil {
 		pc.Close()
+		closer.Close()
 		return nil, err
 	}
 	p.wg.Add(2)
@@ -277,16 +305,18 @@ func (p *Publisher) Close() error {
 	deleteSession(p.o, p.loc)
 	err := p.pc.Close()
 	p.wg.Wait()
+	p.closer.Close()
 	return err
 }
 
 // Viewer receives a stream from a WHEP endpoint and counts it.
 type Viewer struct {
-	pc    *webrtc.PeerConnection
-	o     Options
-	loc   string
-	start time.Time
-	wg    sync.WaitGroup
+	pc     *webrtc.PeerConnection
+	o      Options
+	loc    string
+	start  time.Time
+	wg     sync.WaitGroup
+	closer io.Closer
 
 	VideoPackets, AudioPackets, Keyframes atomic.Uint64
 	Lost                                  atomic.Uint64 // sequence gaps
@@ -301,15 +331,16 @@ type Viewer struct {
 // Play connects to the WHEP endpoint.
 func Play(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 	o = o.withDefaults()
-	api, err := newAPI(o, false)
+	api, closer, err := newAPI(o, false)
 	if err != nil {
 		return nil, err
 	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
+		closer.Close()
 		return nil, err
 	}
-	v := &Viewer{pc: pc, o: o, start: time.Now()}
+	v := &Viewer{pc: pc, o: o, start: time.Now(), closer: closer}
 	kinds := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}
 	if !o.NoAudio {
 		kinds = append(kinds, webrtc.RTPCodecTypeAudio)
@@ -317,6 +348,7 @@ func Play(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 	for _, k := range kinds {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			pc.Close()
+			closer.Close()
 			return nil, err
 		}
 	}
@@ -327,6 +359,7 @@ func Play(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 	})
 	if v.loc, err = exchange(ctx, o, pc, endpoint); err != nil {
 		pc.Close()
+		closer.Close()
 		return nil, err
 	}
 	return v, nil
@@ -444,6 +477,7 @@ func (v *Viewer) Close() error {
 	deleteSession(v.o, v.loc)
 	err := v.pc.Close()
 	v.wg.Wait()
+	v.closer.Close()
 	return err
 }
 
