@@ -29,6 +29,10 @@ const (
 	streamRelayType = "_cb-relay._tcp"
 )
 
+// relayBonus is how much nearer than a relay the origin must be to be
+// preferred as a source.
+const relayBonus = 2 * time.Millisecond
+
 // StreamConfig configures live streaming (package stream). The zero value
 // streams with the media on DefaultStreamICEAddr.
 type StreamConfig struct {
@@ -235,18 +239,18 @@ func (st *streamService) sources(name string) []stream.Source {
 			cs = append(cs, cand{stream.Source{URL: u, NodeID: r.OwnerID, Name: r.OwnerName, RTT: known}, rtt, typ == streamRelayType})
 		}
 	}
-	// Nearest first; on a tie (within 20 %) the origin, which adds no hop.
+	// Nearest first; relays before the origin unless the origin is
+	// clearly nearer (by more than 2 ms), so that the origin's uplink
+	// carries the stream to few boxes and the rest forms a tree.
 	slices.SortStableFunc(cs, func(a, b cand) int {
-		if a.rtt*5 < b.rtt*4 || b.rtt*5 < a.rtt*4 {
-			return cmp.Compare(a.rtt, b.rtt)
+		ar, br := a.rtt, b.rtt
+		if a.relay {
+			ar -= relayBonus
 		}
-		switch {
-		case a.relay == b.relay:
-			return 0
-		case !a.relay:
-			return -1
+		if b.relay {
+			br -= relayBonus
 		}
-		return 1
+		return cmp.Compare(ar, br)
 	})
 	out := make([]stream.Source, len(cs))
 	for i, c := range cs {

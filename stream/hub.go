@@ -110,7 +110,7 @@ func (h *hub) attachSource(f *feed, codecs []webrtc.RTPCodecCapability) ([]*trac
 		}
 	}
 	for _, t := range h.tracks {
-		t.keyframe = f.keyframe
+		t.keyframe.Store(&f.keyframe)
 	}
 	tracks := h.tracks
 	select {

@@ -209,7 +209,7 @@ func (s *Server) ICEPort() int { return s.udp.LocalAddr().(*net.UDPAddr).Port }
 func (s *Server) buildAPIs() error {
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6})
-	s.udpMux = webrtc.NewICEUDPMux(nil, s.udp)
+	s.udpMux = newHostMux(s.udp, s.cfg.IncludeLoopback, s.cfg.IPFilter)
 	se.SetICEUDPMux(s.udpMux)
 	if s.tcp != nil {
 		s.tcpMux = webrtc.NewICETCPMux(nil, s.tcp, 64)

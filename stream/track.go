@@ -42,8 +42,8 @@ type track struct {
 	id    string
 	video bool
 	// keyframe asks the current source for a keyframe; rate-limited by
-	// requestKeyframe. Set by the hub.
-	keyframe func()
+	// requestKeyframe. Set by the hub at each change of source.
+	keyframe atomic.Pointer[func()]
 
 	lastPLI atomic.Int64 // unix nanoseconds of the last request upstream
 
@@ -74,7 +74,8 @@ func newTrack(kind webrtc.RTPCodecType, codec webrtc.RTPCodecCapability, id stri
 // requestKeyframe asks upstream for a keyframe unless one was asked for
 // within keyframeInterval.
 func (t *track) requestKeyframe() {
-	if !t.video || t.keyframe == nil {
+	kf := t.keyframe.Load()
+	if !t.video || kf == nil || *kf == nil {
 		return
 	}
 	now := time.Now().UnixNano()
@@ -82,7 +83,7 @@ func (t *track) requestKeyframe() {
 	if now-last < int64(keyframeInterval) || !t.lastPLI.CompareAndSwap(last, now) {
 		return
 	}
-	t.keyframe()
+	(*kf)()
 }
 
 // push forwards one packet of source generation src. The header is

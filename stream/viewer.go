@@ -128,6 +128,11 @@ type localTrack struct {
 	writer  webrtc.TrackLocalWriter
 	bindMu  sync.Mutex
 	unbound atomic.Bool
+
+	// wmu guards hdr, the header written, reused so that a packet costs
+	// no allocation per viewer (the writer and the NACK reader share it).
+	wmu sync.Mutex
+	hdr rtp.Header
 }
 
 var errNotBound = errors.New("track not bound")
@@ -137,9 +142,11 @@ func (l *localTrack) write(h *rtp.Header, payload []byte) error {
 	if !l.bound.Load() || l.unbound.Load() {
 		return errNotBound
 	}
-	hdr := *h
-	hdr.SSRC, hdr.PayloadType = l.ssrc, l.pt
-	_, err := l.writer.WriteRTP(&hdr, payload)
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.hdr = *h
+	l.hdr.SSRC, l.hdr.PayloadType = l.ssrc, l.pt
+	_, err := l.writer.WriteRTP(&l.hdr, payload)
 	return err
 }
 

@@ -206,6 +206,12 @@ func TestStreamMesh(t *testing.T) {
 
 	// c: Chromium watches; c pulls from b, nearer than a.
 	waitLive(c, func(s streamsAPI) bool { return len(s.Live) == 1 && slices.Contains(s.Live[0].Relays, "b") }, "no relay on b in Live now")
+	waitPath(t, c, "b", 20*time.Second, func(p peer) string {
+		if !p.Direct || p.RTTMs == nil {
+			return "want a direct path with a known RTT"
+		}
+		return ""
+	})
 	brC := browsertest.StartWithFlags(t, browsertest.MediaFlags, "ip", "netns", "exec", c.ns.Name)
 	pc := authPage(t, brC)
 	opened := time.Now()
