@@ -29,8 +29,8 @@ const (
 	streamRelayType = "_cb-relay._tcp"
 )
 
-// relayBonus is how much nearer than a relay the origin must be to be
-// preferred as a source.
+// relayBonus is how much nearer than a relay the origin must be (besides
+// half its RTT) to be preferred as a source.
 const relayBonus = 2 * time.Millisecond
 
 // StreamConfig configures live streaming (package stream). The zero value
@@ -239,19 +239,17 @@ func (st *streamService) sources(name string) []stream.Source {
 			cs = append(cs, cand{stream.Source{URL: u, NodeID: r.OwnerID, Name: r.OwnerName, RTT: known}, rtt, typ == streamRelayType})
 		}
 	}
-	// Nearest first; relays before the origin unless the origin is
-	// clearly nearer (by more than 2 ms), so that the origin's uplink
-	// carries the stream to few boxes and the rest forms a tree.
-	slices.SortStableFunc(cs, func(a, b cand) int {
-		ar, br := a.rtt, b.rtt
-		if a.relay {
-			ar -= relayBonus
+	// Nearest first, but relays before the origin unless the origin is
+	// clearly nearer (under half the RTT and 2 ms less), so that the
+	// origin's uplink carries the stream to few boxes and the others
+	// form a tree.
+	score := func(c cand) time.Duration {
+		if c.relay {
+			return c.rtt
 		}
-		if b.relay {
-			br -= relayBonus
-		}
-		return cmp.Compare(ar, br)
-	})
+		return 2*c.rtt + relayBonus
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int { return cmp.Compare(score(a), score(b)) })
 	out := make([]stream.Source, len(cs))
 	for i, c := range cs {
 		out[i] = c.src

@@ -84,12 +84,10 @@ func TestForwardAllocs(t *testing.T) {
 // loopback. Metrics: hop_ms (median through the relay minus median at the
 // origin) and first_ms (a new viewer's first keyframe).
 func BenchmarkRelayHop(b *testing.B) {
-	a := newTestServer(&testing.T{}, Config{})
-	defer a.Close()
-	r := newTestServer(&testing.T{}, Config{Sources: func(name string) []Source {
+	a := newTestServer(b, Config{})
+	r := newTestServer(b, Config{Sources: func(name string) []Source {
 		return []Source{{URL: a.url("whep", name), Name: "a"}}
 	}})
-	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	p, err := streamtest.Publish(ctx, a.url("whip", "hop"), loopback)

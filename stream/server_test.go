@@ -20,7 +20,7 @@ type testServer struct {
 	http *httptest.Server
 }
 
-func newTestServer(t *testing.T, cfg Config) *testServer {
+func newTestServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	checkLeaks(t)
 	cfg.ICEUDPAddr, cfg.ICETCPAddr = "127.0.0.1:0", "off"
@@ -164,7 +164,7 @@ func TestPublisherReconnects(t *testing.T) {
 
 // checkLeaks fails the test if goroutines started during it are still
 // running 10 s after its cleanups (pion stops some of its own lazily).
-func checkLeaks(t *testing.T) {
+func checkLeaks(t testing.TB) {
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
 		deadline := time.Now().Add(10 * time.Second)

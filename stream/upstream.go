@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -75,7 +76,7 @@ func (s *Server) pull(h *hub) {
 			}
 			continue
 		}
-		s.log.Info("relay pulling", "stream", h.name, "source", src.Name, "rtt", src.RTT, "candidates", len(srcs))
+		s.log.Info("relay pulling", "stream", h.name, "source", src.Name, "rtt", src.RTT, "candidates", sourceList(srcs))
 		err := s.pullFrom(h, src)
 		if errors.Is(err, errStopped) {
 			return
@@ -233,4 +234,16 @@ func (s *Server) whepDelete(location string) {
 	if resp, err := s.cfg.HTTPClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
+}
+
+// sourceList describes sources for a log line: "name (rtt), ...".
+func sourceList(srcs []Source) string {
+	var b strings.Builder
+	for i, s := range srcs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (%v)", s.Name, s.RTT.Round(10*time.Microsecond))
+	}
+	return b.String()
 }
