@@ -53,11 +53,11 @@ type streamService struct {
 	// problem says why srv is nil ("" when turned off).
 	problem string
 	off     bool
-	// records returns the catalog's services of a type; rtts the
-	// overlay's round-trip times by node ID; community the community's
-	// prefixes (boxes that pull a stream come from them).
+	// records returns the catalog's services of a type; paths the
+	// overlay's paths by node ID; community the community's prefixes
+	// (boxes that pull a stream come from them).
 	records   func(typ string) []services.Record
-	rtts      func() map[string]time.Duration
+	paths     func() map[string]overlayPath
 	community func() []netip.Prefix
 
 	// mu guards the following.
@@ -66,7 +66,7 @@ type streamService struct {
 }
 
 func openStream(cfg StreamConfig, nodeID string, ov *overlayService, logger *slog.Logger) *streamService {
-	st := &streamService{nodeID: nodeID, log: logger.With("component", "stream"), rtts: ov.rtts,
+	st := &streamService{nodeID: nodeID, log: logger.With("component", "stream"), paths: ov.paths,
 		community: ov.communityPrefixes, records: func(typ string) []services.Record {
 			cat := ov.catalog.current()
 			if cat == nil {
@@ -211,15 +211,47 @@ func (st *streamService) live() []liveStream {
 	return out
 }
 
+// overlayPath is the overlay's path to a member.
+type overlayPath struct {
+	// RTT is the last round-trip time measured over the path (for a
+	// relayed path possibly only to the first relay); zero if unknown.
+	RTT time.Duration
+	// Direct is true when packets go straight to the member.
+	Direct bool
+}
+
+// paths returns the overlay's paths by node ID; nil while it does not run.
+func (o *overlayService) paths() map[string]overlayPath {
+	o.mu.Lock()
+	run := o.running
+	o.mu.Unlock()
+	if run == nil {
+		return nil
+	}
+	byKey := make(map[[32]byte]overlayPath)
+	for _, p := range run.engine.Peers() {
+		byKey[p.NodeKey] = overlayPath{RTT: p.RTT, Direct: p.Direct}
+	}
+	out := make(map[string]overlayPath)
+	for _, m := range run.roster.Members() {
+		if p, ok := byKey[m.NodeKey]; ok {
+			out[m.NodeID] = p
+		}
+	}
+	return out
+}
+
 // sources returns where this box can pull stream name from: its origin
-// and the boxes relaying it (not through this box), nearest first by
-// the overlay's round-trip time.
+// and the boxes relaying it (not through this box), nearest first: boxes
+// the overlay reaches directly before those it reaches through others,
+// then by round-trip time.
 func (st *streamService) sources(name string) []stream.Source {
-	rtts := st.rtts()
+	paths := st.paths()
 	type cand struct {
-		src   stream.Source
-		rtt   time.Duration
-		relay bool
+		src    stream.Source
+		rtt    time.Duration
+		direct bool
+		relay  bool
 	}
 	var cs []cand
 	for _, typ := range []string{streamType, streamRelayType} {
@@ -231,25 +263,34 @@ func (st *streamService) sources(name string) []stream.Source {
 				continue
 			}
 			u := "http://" + netip.AddrPortFrom(r.OwnerIPv4, r.Port).String() + "/api/v1/streams/" + name + "/whep"
-			rtt, ok := rtts[r.OwnerID]
-			known := rtt
-			if !ok {
+			p := paths[r.OwnerID]
+			rtt := p.RTT
+			if rtt <= 0 {
 				rtt = time.Hour
 			}
-			cs = append(cs, cand{stream.Source{URL: u, NodeID: r.OwnerID, Name: r.OwnerName, RTT: known}, rtt, typ == streamRelayType})
+			cs = append(cs, cand{stream.Source{URL: u, NodeID: r.OwnerID, Name: r.OwnerName, RTT: p.RTT}, rtt, p.Direct, typ == streamRelayType})
 		}
 	}
-	// Nearest first, but relays before the origin unless the origin is
-	// clearly nearer (under half the RTT and 2 ms less), so that the
-	// origin's uplink carries the stream to few boxes and the others
-	// form a tree.
+	// Direct neighbours first (a stream from a relay next door crosses
+	// one link), then the nearest, but relays before the origin unless
+	// the origin is clearly nearer (under half the RTT and 2 ms less), so
+	// that the origin's uplink carries the stream to few boxes and the
+	// others form a tree.
 	score := func(c cand) time.Duration {
 		if c.relay {
 			return c.rtt
 		}
 		return 2*c.rtt + relayBonus
 	}
-	slices.SortStableFunc(cs, func(a, b cand) int { return cmp.Compare(score(a), score(b)) })
+	slices.SortStableFunc(cs, func(a, b cand) int {
+		if a.direct != b.direct {
+			if a.direct {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(score(a), score(b))
+	})
 	out := make([]stream.Source, len(cs))
 	for i, c := range cs {
 		out[i] = c.src
