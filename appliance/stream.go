@@ -254,6 +254,7 @@ func (st *streamService) sources(name string) []stream.Source {
 		relay  bool
 	}
 	var cs []cand
+	origin := false
 	for _, typ := range []string{streamType, streamRelayType} {
 		for _, r := range st.records(typ) {
 			if r.Instance != name || r.OwnerID == st.nodeID || !r.OwnerIPv4.IsValid() {
@@ -262,6 +263,7 @@ func (st *streamService) sources(name string) []stream.Source {
 			if typ == streamRelayType && r.TXT["up"] == st.nodeID {
 				continue
 			}
+			origin = origin || typ == streamType
 			u := "http://" + netip.AddrPortFrom(r.OwnerIPv4, r.Port).String() + "/api/v1/streams/" + name + "/whep"
 			p := paths[r.OwnerID]
 			rtt := p.RTT
@@ -291,6 +293,10 @@ func (st *streamService) sources(name string) []stream.Source {
 		}
 		return cmp.Compare(score(a), score(b))
 	})
+	if !origin {
+		// Relays of a stream whose origin is gone relay nothing.
+		return nil
+	}
 	out := make([]stream.Source, len(cs))
 	for i, c := range cs {
 		out[i] = c.src

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -77,6 +78,19 @@ func newHub(s *Server, name string, relay bool) *hub {
 	now := time.Now()
 	return &hub{s: s, name: name, relay: relay, started: now, ready: make(chan struct{}), closed: make(chan struct{}),
 		viewers: make(map[*viewer]struct{}), lost: now, idleSince: now, lastSample: now}
+}
+
+// MaxDescription bounds a stream's description in bytes; longer ones are
+// cut.
+const MaxDescription = 256
+
+func (h *hub) setDescription(d string) {
+	for len(d) > MaxDescription || !utf8.ValidString(d) {
+		d = strings.ToValidUTF8(d[:min(len(d), MaxDescription)], "")
+	}
+	h.mu.Lock()
+	h.description = d
+	h.mu.Unlock()
 }
 
 // attachSource makes f (with a new generation) the hub's source, ending

@@ -235,9 +235,7 @@ func (s *Server) Publish(ctx context.Context, name, offer string, opt PublishOpt
 		}
 		return Answer{}, err
 	}
-	h.mu.Lock()
-	h.description = opt.Description
-	h.mu.Unlock()
+	h.setDescription(opt.Description)
 	pc, err := s.ingestAPI.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return fail(fmt.Errorf("creating peer connection: %w", err))

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,5 +68,26 @@ func TestRelayNoLoop(t *testing.T) {
 	}
 	if len(a.Streams()) != 0 {
 		t.Fatalf("a started pulling for a relay: %+v", a.Streams())
+	}
+}
+
+// TestRelayEnds: when no box offers the stream any more (its origin
+// ended), the relay ends it too instead of retrying for its viewers.
+func TestRelayEnds(t *testing.T) {
+	a := newTestServer(t, Config{SourceGrace: 300 * time.Millisecond})
+	var gone atomic.Bool
+	c := newTestServer(t, Config{SourceGrace: 300 * time.Millisecond, Sources: func(name string) []Source {
+		if gone.Load() {
+			return nil
+		}
+		return []Source{{URL: a.url("whep", name), NodeID: "a", Name: "a"}}
+	}})
+	p := publish(t, a, "short")
+	v := play(t, c, "short")
+	growing(t, v, 5*time.Second)
+	gone.Store(true)
+	p.Close()
+	if err := streamtest.WaitFor(10*time.Second, func() bool { return len(c.Streams()) == 0 && len(a.Streams()) == 0 }); err != nil {
+		t.Fatalf("streams left: a %+v, c %+v", a.Streams(), c.Streams())
 	}
 }

@@ -105,9 +105,7 @@ func (s *Server) IngestRTP(name string, opt RTPOptions) (RTPIngest, error) {
 		conn.Close()
 		return RTPIngest{}, err
 	}
-	h.mu.Lock()
-	h.description = opt.Description
-	h.mu.Unlock()
+	h.setDescription(opt.Description)
 	src := &rtpSource{conn: conn, h: h, f: f, done: make(chan struct{})}
 	f.close = src.close
 	id, err := s.addSession(src)

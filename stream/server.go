@@ -49,7 +49,8 @@ type Config struct {
 	// Sources returns where a stream that is not live on this box can be
 	// pulled from, best first (nearest box, relays before the origin when
 	// nearer); nil or an empty answer means nowhere. It is called again at
-	// every re-attach. Sources must not block for long.
+	// every re-attach; a relayed stream for which it names no box for
+	// SourceGrace ends. Sources must not block for long.
 	Sources func(name string) []Source
 	// HTTPClient sends the WHEP requests to Sources; nil means a client
 	// with a 5 s timeout.

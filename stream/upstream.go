@@ -56,6 +56,7 @@ func (s *Server) startRelay(name string) (*hub, error) {
 func (s *Server) pull(h *hub) {
 	defer s.wg.Done()
 	failed := make(map[string]time.Time)
+	var none time.Time // since when Sources has named no box
 	for {
 		select {
 		case <-h.closed:
@@ -65,7 +66,18 @@ func (s *Server) pull(h *hub) {
 		default:
 		}
 		srcs := s.cfg.Sources(h.name)
-		src, ok := pickSource(srcs, failed, time.Now())
+		now := time.Now()
+		if len(srcs) > 0 {
+			none = time.Time{}
+		} else if none.IsZero() {
+			none = now
+		} else if now.Sub(none) > s.cfg.SourceGrace {
+			// The stream ended at its origin: end it here too.
+			s.log.Info("relayed stream ended", "stream", h.name)
+			h.close()
+			return
+		}
+		src, ok := pickSource(srcs, failed, now)
 		if !ok {
 			select {
 			case <-h.closed:
