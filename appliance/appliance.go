@@ -196,7 +196,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	mdnsSvc := openMDNS(cfg.MDNS, node.Name, node.ID(), ov.cfg.InterfaceName, ov.catalog, ov.memberEndpoints,
 		ov.changed.Wait, logger)
-	streams := openStream(cfg.Stream, node.ID(), ov, logger)
+	streams := openStream(cfg.Stream, node.ID(), cfg.StateDir, ov, logger)
 	defer streams.close()
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
 		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status, "stream": streams.status}

@@ -53,6 +53,9 @@ type streamService struct {
 	// problem says why srv is nil ("" when turned off).
 	problem string
 	off     bool
+	// keys are the streams' publish keys; nil when they cannot be read
+	// (problem says why).
+	keys *streamKeys
 	// records returns the catalog's services of a type; paths the
 	// overlay's paths by node ID; community the community's prefixes
 	// (boxes that pull a stream come from them).
@@ -65,7 +68,7 @@ type streamService struct {
 	httpPort uint16 // the panel's, published in the catalog
 }
 
-func openStream(cfg StreamConfig, nodeID string, ov *overlayService, logger *slog.Logger) *streamService {
+func openStream(cfg StreamConfig, nodeID, stateDir string, ov *overlayService, logger *slog.Logger) *streamService {
 	st := &streamService{nodeID: nodeID, log: logger.With("component", "stream"), paths: ov.paths,
 		community: ov.communityPrefixes, records: func(typ string) []services.Record {
 			cat := ov.catalog.current()
@@ -74,6 +77,13 @@ func openStream(cfg StreamConfig, nodeID string, ov *overlayService, logger *slo
 			}
 			return cat.Services(services.Filter{Type: typ, Health: "healthy"})
 		}}
+	keys, err := loadStreamKeys(stateDir)
+	if err != nil {
+		st.problem = fmt.Sprintf("%v; move the file away to start without publish keys", err)
+		st.log.Error("streaming not running", "error", err)
+		return st
+	}
+	st.keys = keys
 	addr := cmp.Or(cfg.ICEAddr, DefaultStreamICEAddr)
 	if addr == "off" {
 		st.off = true

@@ -53,7 +53,8 @@ type IngestInfo struct {
 func (h *handler) streamRoutes() {
 	member := func(f http.HandlerFunc) http.HandlerFunc { return h.apiAuth(roleMember, f) }
 	h.mux.Handle("/api/v1/streams", member(h.apiStreams))
-	h.mux.Handle("/api/v1/streams/{name}/whip", member(h.whip))
+	h.mux.HandleFunc("/api/v1/streams/{name}/whip", h.whipAuth)
+	h.mux.Handle("/api/v1/streams/{name}/key", member(h.streamKey))
 	h.mux.HandleFunc("/api/v1/streams/{name}/whep", h.whep)
 	h.mux.HandleFunc("/api/v1/streams/{name}/session/{id}", h.streamSession)
 	h.mux.Handle("/streams", getOnly(h.pageAuth(roleMember, h.streamsPage)))
@@ -127,8 +128,56 @@ func (h *handler) streamsInfo() StreamsInfo {
 	return info
 }
 
+// whipAuth lets a request with the stream's publish key through, and
+// otherwise only members.
+func (h *handler) whipAuth(w http.ResponseWriter, r *http.Request) {
+	if st := h.cfg.streams; st != nil && st.keys != nil && st.keys.allows(r, r.PathValue("name")) {
+		h.whip(w, r)
+		return
+	}
+	h.apiAuth(roleMember, h.whip)(w, r)
+}
+
+// StreamKeyInfo is the answer of POST /api/v1/streams/NAME/key.
+type StreamKeyInfo struct {
+	Name string `json:"name"`
+	// Key is the publish key: WHIP clients send it as their bearer
+	// token. It is shown only now.
+	Key string `json:"key"`
+	// WHIP is the endpoint, at the address the request reached.
+	WHIP string `json:"whip"`
+}
+
+// streamKey answers POST /api/v1/streams/NAME/key: a new publish key for
+// the stream (the old one stops working).
+func (h *handler) streamKey(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: fmt.Sprintf("method %s not allowed on %s; use POST", r.Method, r.URL.Path)})
+		return
+	}
+	name := r.PathValue("name")
+	if err := stream.ValidName(name); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
+		return
+	}
+	st := h.cfg.streams
+	if st == nil || st.keys == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoStreams})
+		return
+	}
+	key, err := st.keys.issue(name)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusCreated, StreamKeyInfo{Name: name, Key: key,
+		WHIP: "http://" + hostOf(r, localAddr(r)) + "/api/v1/streams/" + name + "/whip"})
+}
+
 // whip answers the WHIP endpoint of a stream (members: the panel's Go
-// live page, OBS or any WHIP client with an API token).
+// live page, OBS or any WHIP client with an API token or the stream's
+// publish key).
 func (h *handler) whip(w http.ResponseWriter, r *http.Request) {
 	srv := h.streamServer(w)
 	if srv == nil {

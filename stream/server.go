@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -161,25 +162,17 @@ func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "stream"),
 		hubs: make(map[string]*hub), sessions: make(map[string]session)}
-	var lc net.ListenConfig
-	udp, err := lc.ListenPacket(context.Background(), "udp", cfg.ICEUDPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listening for ICE on udp %s: %w", cfg.ICEUDPAddr, err)
+	var err error
+	// With port 0, TCP takes the port UDP got (one number for both, as a
+	// firewall sees it); another UDP port is tried when that one is taken.
+	for try := 0; ; try++ {
+		s.udp, s.tcp, err = listenICE(cfg.ICEUDPAddr, cfg.ICETCPAddr)
+		if err == nil || try == 4 || !strings.HasSuffix(cfg.ICETCPAddr, ":0") {
+			break
+		}
 	}
-	s.udp = udp
-	if cfg.ICETCPAddr != "off" {
-		addr := cfg.ICETCPAddr
-		if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
-			// One port number for both, as the firewall sees it.
-			host, _, _ := net.SplitHostPort(addr)
-			addr = net.JoinHostPort(host, fmt.Sprint(udp.LocalAddr().(*net.UDPAddr).Port))
-		}
-		tcp, err := lc.Listen(context.Background(), "tcp", addr)
-		if err != nil {
-			udp.Close()
-			return nil, fmt.Errorf("listening for ICE on tcp %s: %w", addr, err)
-		}
-		s.tcp = tcp
+	if err != nil {
+		return nil, err
 	}
 	if err := s.buildAPIs(); err != nil {
 		s.closeSockets()
@@ -189,6 +182,27 @@ func New(cfg Config) (*Server, error) {
 	s.wg.Add(1)
 	go s.tick()
 	return s, nil
+}
+
+// listenICE opens the ICE sockets; tcpAddr "off" opens no TCP socket.
+func listenICE(udpAddr, tcpAddr string) (net.PacketConn, net.Listener, error) {
+	var lc net.ListenConfig
+	udp, err := lc.ListenPacket(context.Background(), "udp", udpAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listening for ICE on udp %s: %w", udpAddr, err)
+	}
+	if tcpAddr == "off" {
+		return udp, nil, nil
+	}
+	if host, port, err := net.SplitHostPort(tcpAddr); err == nil && port == "0" {
+		tcpAddr = net.JoinHostPort(host, fmt.Sprint(udp.LocalAddr().(*net.UDPAddr).Port))
+	}
+	tcp, err := lc.Listen(context.Background(), "tcp", tcpAddr)
+	if err != nil {
+		udp.Close()
+		return nil, nil, fmt.Errorf("listening for ICE on tcp %s: %w", tcpAddr, err)
+	}
+	return udp, tcp, nil
 }
 
 func (s *Server) closeSockets() {
