@@ -129,3 +129,41 @@ func median(d []time.Duration) time.Duration {
 	slices.Sort(d)
 	return d[len(d)/2]
 }
+
+// TestSlowViewer: a viewer that does not keep up loses packets (bounded
+// queue) and the others get every packet, without waiting.
+func TestSlowViewer(t *testing.T) {
+	tr, vs := fanout(2)
+	fast, slow := vs[0], vs[1]
+	payload := make([]byte, 1000)
+	h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 5}
+	sent := 0
+	start := time.Now()
+	for i := range 3000 {
+		h.SequenceNumber++
+		h.Timestamp += 3000
+		if i%100 == 0 {
+			payload = slices.Clone(payload)
+			payload[0] = 0x10 // a keyframe every 100 packets
+		} else {
+			payload = slices.Clone(payload)
+			payload[0] = 0x10
+			payload[1] = 0x01
+		}
+		tr.push(1, &h, payload, start)
+		drain([]*viewer{fast})
+		sent++
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("pushing %d packets took %v with a stuck viewer", sent, d)
+	}
+	if got := fast.dropped.Load(); got != 0 {
+		t.Errorf("fast viewer dropped %d packets", got)
+	}
+	if got := slow.dropped.Load(); got < uint64(sent-viewerQueue-maxBehind-100) {
+		t.Errorf("slow viewer dropped %d of %d packets, queue %d", got, sent, len(slow.queue))
+	}
+	if len(slow.queue) != viewerQueue {
+		t.Errorf("slow viewer's queue holds %d, want its bound %d", len(slow.queue), viewerQueue)
+	}
+}

@@ -184,6 +184,10 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// iceSocketBuffer is the size of the shared ICE socket's buffers: about
+// 100 ms of 300 Mbit/s.
+const iceSocketBuffer = 4 << 20
+
 // listenICE opens the ICE sockets; tcpAddr "off" opens no TCP socket.
 func listenICE(udpAddr, tcpAddr string) (net.PacketConn, net.Listener, error) {
 	var lc net.ListenConfig
@@ -191,6 +195,7 @@ func listenICE(udpAddr, tcpAddr string) (net.PacketConn, net.Listener, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("listening for ICE on udp %s: %w", udpAddr, err)
 	}
+	setSocketBuffers(udp, iceSocketBuffer)
 	if tcpAddr == "off" {
 		return udp, nil, nil
 	}

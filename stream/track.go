@@ -193,23 +193,36 @@ type sink struct {
 	v       *viewer
 	out     *localTrack
 	waitKey bool // video: forward nothing until a keyframe starts
+	lagging bool // waitKey because the viewer fell behind: skips count as drops
+	behind  int  // packets dropped in a row for a full queue
 }
+
+// maxBehind is how many packets in a row a viewer may lose to a full
+// queue (each repairable by NACK from the shared history) before its
+// video skips to the next keyframe.
+const maxBehind = 32
 
 func (s *sink) offer(p *packet) {
 	if s.waitKey {
 		if !p.keyStart {
+			if s.lagging {
+				s.v.dropped.Add(1)
+			}
 			return
 		}
-		s.waitKey = false
+		s.waitKey, s.lagging = false, false
 	}
 	select {
 	case s.v.queue <- item{p: p, out: s.out}:
+		s.behind = 0
 	default:
-		// The viewer is behind: drop, and for video wait for the next
+		// The viewer is behind: drop (a NACK can still fetch it from
+		// the history); when it stays behind, video waits for the next
 		// keyframe rather than show a broken picture.
 		s.v.dropped.Add(1)
-		if s.out.video {
-			s.waitKey = true
+		s.behind++
+		if s.out.video && s.behind > maxBehind {
+			s.waitKey, s.lagging, s.behind = true, true, 0
 			s.out.track.requestKeyframe()
 		}
 	}
