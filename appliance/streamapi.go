@@ -28,9 +28,11 @@ type StreamsInfo struct {
 }
 
 // IngestRequest is the body of POST /api/v1/streams: open a plain RTP
-// ingest (see stream.RTPOptions).
+// ingest (see stream.RTPOptions) or, with Format "mpegts", an MPEG-TS
+// ingest (stream.IngestTS; the codecs come from the stream itself).
 type IngestRequest struct {
 	Name        string `json:"name"`
+	Format      string `json:"format,omitempty"` // "rtp" (default) or "mpegts"
 	Description string `json:"description,omitempty"`
 	Video       string `json:"video,omitempty"`
 	Audio       string `json:"audio,omitempty"`
@@ -90,13 +92,29 @@ func (h *handler) apiStreams(w http.ResponseWriter, r *http.Request) {
 	if srv == nil {
 		return
 	}
-	in, err := srv.IngestRTP(req.Name, stream.RTPOptions{Description: req.Description, Video: req.Video, Audio: req.Audio,
-		VideoPT: req.VideoPT, AudioPT: req.AudioPT})
+	var in stream.RTPIngest
+	var err error
+	switch req.Format {
+	case "", "rtp":
+		in, err = srv.IngestRTP(req.Name, stream.RTPOptions{Description: req.Description, Video: req.Video, Audio: req.Audio,
+			VideoPT: req.VideoPT, AudioPT: req.AudioPT})
+	case "mpegts":
+		in, err = srv.IngestTS(req.Name, stream.TSOptions{Description: req.Description})
+	default:
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("format %q: use \"rtp\" or \"mpegts\"", req.Format)})
+		return
+	}
 	if err != nil {
 		writeJSON(w, stream.StatusOf(err), errorResponse{Error: err.Error()})
 		return
 	}
 	host := hostOf(r, localAddr(r))
+	stop := "/api/v1/streams/" + req.Name + "/session/" + in.Session
+	if req.Format == "mpegts" {
+		writeJSON(w, http.StatusCreated, IngestInfo{Name: req.Name, Port: in.Port, Stop: stop,
+			Example: fmt.Sprintf("ffmpeg -re -i INPUT -c:v libx264 -pix_fmt yuv420p -profile:v baseline -bf 0 -tune zerolatency -g 50 -c:a libopus -f mpegts udp://%s:%d?pkt_size=1316", host, in.Port)})
+		return
+	}
 	dst := fmt.Sprintf("rtp://%s:%d", host, in.Port)
 	ex := "ffmpeg -re -i INPUT"
 	if req.Video != "" {
@@ -109,8 +127,7 @@ func (h *handler) apiStreams(w http.ResponseWriter, r *http.Request) {
 	if req.Audio != "" {
 		ex += fmt.Sprintf(" -map 0:a -c:a libopus -f rtp -payload_type %d %s", cmp.Or(req.AudioPT, stream.DefaultAudioPT), dst)
 	}
-	writeJSON(w, http.StatusCreated, IngestInfo{Name: req.Name, Port: in.Port,
-		Stop: "/api/v1/streams/" + req.Name + "/session/" + in.Session, Example: ex})
+	writeJSON(w, http.StatusCreated, IngestInfo{Name: req.Name, Port: in.Port, Stop: stop, Example: ex})
 }
 
 func (h *handler) streamsInfo() StreamsInfo {

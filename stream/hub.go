@@ -31,6 +31,7 @@ func ValidName(name string) error {
 const (
 	SourceWHIP  = "whip"
 	SourceRTP   = "rtp"
+	SourceTS    = "mpegts"
 	SourceRelay = "relay"
 )
 
@@ -229,7 +230,7 @@ func (h *hub) close() error {
 type Info struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
-	// Source is SourceWHIP, SourceRTP or SourceRelay; "" while the
+	// Source is SourceWHIP, SourceRTP, SourceTS or SourceRelay; "" while the
 	// stream waits for its source to come back.
 	Source string `json:"source"`
 	// Upstream and UpstreamName name the box a relay pulls from.

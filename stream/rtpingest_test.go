@@ -23,18 +23,24 @@ import (
 // x264) and a tone (Opus) as RTP to port until the test ends.
 func ffmpegRTP(t *testing.T, port int, x264 ...string) {
 	t.Helper()
-	bin := testenv.RequireCommand(t, "ffmpeg", "ffmpeg")
 	dst := fmt.Sprintf("rtp://127.0.0.1:%d", port)
-	args := []string{"-hide_banner", "-loglevel", "error", "-re", "-sdp_file", filepath.Join(t.TempDir(), "sdp"),
+	ffmpeg(t, append(append([]string{"-sdp_file", filepath.Join(t.TempDir(), "sdp"), "-map", "0:v", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25"}, x264...),
+		"-f", "rtp", "-payload_type", "96", dst, "-map", "1:a", "-c:a", "libopus", "-f", "rtp", "-payload_type", "97", dst)...)
+}
+
+// ffmpeg runs ffmpeg with a test picture as input 0 and a tone as input
+// 1, and the output arguments out, until the test ends.
+func ffmpeg(t *testing.T, out ...string) {
+	t.Helper()
+	bin := testenv.RequireCommand(t, "ffmpeg", "ffmpeg")
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
 		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", "30", "-map", "0:v", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25"}
-	args = append(args, x264...)
-	args = append(args, "-f", "rtp", "-payload_type", "96", dst,
-		"-map", "1:a", "-c:a", "libopus", "-f", "rtp", "-payload_type", "97", dst)
+		"-t", "30"}
+	args = append(args, out...)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting ffmpeg: %v", err)
 	}
@@ -42,7 +48,7 @@ func ffmpegRTP(t *testing.T, port int, x264 ...string) {
 		cancel()
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("ffmpeg: %s", out.String())
+			t.Logf("ffmpeg: %s", log.String())
 		}
 	})
 }
@@ -50,7 +56,6 @@ func ffmpegRTP(t *testing.T, port int, x264 ...string) {
 // TestRTPIngestFFmpeg: ffmpeg pushes H.264 and Opus over RTP; a pion
 // viewer receives it and ffprobe decodes the frames it got.
 func TestRTPIngestFFmpeg(t *testing.T) {
-	ffprobe := testenv.RequireCommand(t, "ffprobe", "ffmpeg")
 	ts := newTestServer(t, Config{})
 	in, err := ts.IngestRTP("camera", RTPOptions{Video: "h264", Audio: "opus", Description: "test picture"})
 	if err != nil {
@@ -58,6 +63,17 @@ func TestRTPIngestFFmpeg(t *testing.T) {
 	}
 	ffmpegRTP(t, in.Port, "-profile:v", "baseline", "-bf", "0", "-tune", "zerolatency")
 
+	if err := streamtest.WaitFor(5*time.Second, func() bool { return len(ts.Streams()) == 1 && ts.Streams()[0].Packets > 0 }); err != nil {
+		t.Fatalf("no RTP from ffmpeg: %+v", ts.Streams())
+	}
+	playAndDecode(t, ts, "camera")
+}
+
+// playAndDecode plays stream name with a pion viewer until video and
+// audio flowed, and checks with ffprobe that the H.264 it got decodes.
+func playAndDecode(t *testing.T, ts *testServer, name string) {
+	t.Helper()
+	ffprobe := testenv.RequireCommand(t, "ffprobe", "ffmpeg")
 	var mu sync.Mutex
 	var annexB bytes.Buffer
 	var depack codecs.H264Packet
@@ -71,10 +87,7 @@ func TestRTPIngestFFmpeg(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := streamtest.WaitFor(5*time.Second, func() bool { return len(ts.Streams()) == 1 && ts.Streams()[0].Packets > 0 }); err != nil {
-		t.Fatalf("no RTP from ffmpeg: %+v", ts.Streams())
-	}
-	v, err := streamtest.Play(ctx, ts.url("whep", "camera"), o)
+	v, err := streamtest.Play(ctx, ts.url("whep", name), o)
 	if err != nil {
 		t.Fatal(err)
 	}
