@@ -94,18 +94,32 @@ func (s *Server) IngestRTP(name string, opt RTPOptions) (RTPIngest, error) {
 	if len(pts) == 2 && pts[0] == pts[1] {
 		return RTPIngest{}, fmt.Errorf("%w: video and audio need different payload types", ErrUnsupportedCodec)
 	}
+	src, in, err := s.openIngest(name, SourceRTP, opt.Description)
+	if err != nil {
+		return RTPIngest{}, err
+	}
+	tracks, gen := src.h.attachSource(src.f, codecs)
+	go src.read(s, tracks, pts, gen, in.Session)
+	s.log.Info("rtp ingest open", "stream", name, "port", in.Port, "video", opt.Video, "audio", opt.Audio)
+	return in, nil
+}
+
+// openIngest opens the UDP port of an RTP or MPEG-TS ingest of stream
+// name and claims the stream for it.
+func (s *Server) openIngest(name, kind, description string) (*rtpSource, RTPIngest, error) {
 	var lc net.ListenConfig
 	conn, err := lc.ListenPacket(context.Background(), "udp", net.JoinHostPort(s.cfg.RTPHost, "0"))
 	if err != nil {
-		return RTPIngest{}, fmt.Errorf("opening an RTP port: %w", err)
+		return nil, RTPIngest{}, fmt.Errorf("opening a UDP port for %s: %w", kind, err)
 	}
-	f := &feed{kind: SourceRTP}
+	setSocketBuffers(conn, iceSocketBuffer)
+	f := &feed{kind: kind}
 	h, created, err := s.claim(name, f)
 	if err != nil {
 		conn.Close()
-		return RTPIngest{}, err
+		return nil, RTPIngest{}, err
 	}
-	h.setDescription(opt.Description)
+	h.setDescription(description)
 	src := &rtpSource{conn: conn, h: h, f: f, done: make(chan struct{})}
 	f.close = src.close
 	id, err := s.addSession(src)
@@ -115,13 +129,9 @@ func (s *Server) IngestRTP(name string, opt RTPOptions) (RTPIngest, error) {
 		if created {
 			h.close()
 		}
-		return RTPIngest{}, err
+		return nil, RTPIngest{}, err
 	}
-	tracks, gen := h.attachSource(f, codecs)
-	go src.read(s, tracks, pts, gen, id)
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	s.log.Info("rtp ingest open", "stream", name, "port", port, "video", opt.Video, "audio", opt.Audio)
-	return RTPIngest{Port: port, Session: id}, nil
+	return src, RTPIngest{Port: conn.LocalAddr().(*net.UDPAddr).Port, Session: id}, nil
 }
 
 // rtpCodec returns the capability of a codec named by a user.

@@ -2,9 +2,7 @@ package stream
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"net"
 	"time"
 
@@ -32,34 +30,13 @@ func (s *Server) IngestTS(name string, opt TSOptions) (RTPIngest, error) {
 	if err := ValidName(name); err != nil {
 		return RTPIngest{}, err
 	}
-	var lc net.ListenConfig
-	conn, err := lc.ListenPacket(context.Background(), "udp", net.JoinHostPort(s.cfg.RTPHost, "0"))
+	src, in, err := s.openIngest(name, SourceTS, opt.Description)
 	if err != nil {
-		return RTPIngest{}, fmt.Errorf("opening an MPEG-TS port: %w", err)
-	}
-	setSocketBuffers(conn, iceSocketBuffer)
-	f := &feed{kind: SourceTS}
-	h, created, err := s.claim(name, f)
-	if err != nil {
-		conn.Close()
 		return RTPIngest{}, err
 	}
-	h.setDescription(opt.Description)
-	src := &rtpSource{conn: conn, h: h, f: f, done: make(chan struct{})}
-	f.close = src.close
-	id, err := s.addSession(src)
-	if err != nil {
-		conn.Close()
-		h.detachSource(f, "")
-		if created {
-			h.close()
-		}
-		return RTPIngest{}, err
-	}
-	go src.readTS(s, id)
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	s.log.Info("mpeg-ts ingest open", "stream", name, "port", port)
-	return RTPIngest{Port: port, Session: id}, nil
+	go src.readTS(s, in.Session)
+	s.log.Info("mpeg-ts ingest open", "stream", name, "port", in.Port)
+	return in, nil
 }
 
 // tsTrack repacketizes one elementary stream as RTP.
