@@ -22,4 +22,7 @@ var (
 	ErrClosed = errors.New("stream server closed")
 	// ErrTooMany means a limit of the server (viewers, streams) is reached.
 	ErrTooMany = errors.New("too many sessions")
+
+	// errStopped is returned by pulls that ended because the hub closed.
+	errStopped = errors.New("stopped")
 )

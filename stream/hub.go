@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -165,11 +164,6 @@ func (h *hub) current() uint64 {
 		return 0
 	}
 	return h.src.gen
-}
-
-// push forwards a packet of track i from source generation gen.
-func (h *hub) push(tracks []*track, i int, gen uint64, hdr *rtp.Header, payload []byte, now time.Time) {
-	tracks[i].push(gen, hdr, payload, now)
 }
 
 // expired reports whether the hub should end: a stream whose source left

@@ -117,17 +117,12 @@ func (s *Server) Play(ctx context.Context, name, offer string, opt PlayOptions) 
 	for i, snd := range senders {
 		go v.readRTCP(snd, v.outs[i])
 	}
-	var attached bool
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
 			// Queue the cached group of pictures now that packets can
 			// be written.
-			if !attached {
-				attached = true
-				for _, sk := range v.sinks {
-					sk.out.track.attach(sk)
-				}
+			if v.attach() {
 				s.counters.firstFrames.Add(1)
 			}
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:

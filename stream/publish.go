@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -302,6 +301,3 @@ func (s *Server) claim(name string, f *feed) (*hub, bool, error) {
 	s.hubs[name] = h
 	return h, true, nil
 }
-
-// errStopped is returned by pulls that ended because the hub closed.
-var errStopped = errors.New("stopped")

@@ -40,8 +40,28 @@ type viewer struct {
 	sent, dropped, retransmitted atomic.Uint64
 
 	closeOnce sync.Once
-	done      chan struct{} // closed by close
+	done      chan struct{} // closed by stop
 	stopped   sync.WaitGroup
+
+	// mu guards attached and ended: a viewer is attached to its tracks
+	// once, and never after it stopped.
+	mu              sync.Mutex
+	attached, ended bool
+}
+
+// attach connects the viewer's sinks to their tracks, once; it reports
+// whether it did.
+func (v *viewer) attach() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.attached || v.ended {
+		return false
+	}
+	v.attached = true
+	for _, s := range v.sinks {
+		s.out.track.attach(s)
+	}
+	return true
 }
 
 // run writes queued packets until the viewer is closed.
@@ -102,9 +122,12 @@ func (v *viewer) close() error {
 func (v *viewer) stop() error {
 	var err error
 	v.closeOnce.Do(func() {
+		v.mu.Lock()
+		v.ended = true
 		for _, s := range v.sinks {
 			s.out.track.detach(s)
 		}
+		v.mu.Unlock()
 		close(v.done)
 		err = v.pc.Close()
 		v.stopped.Wait()
