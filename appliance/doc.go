@@ -123,7 +123,11 @@
 //     that says what to do;
 //   - "gateway": state of this box's gateway ("off ...", "waiting for the
 //     overlay", "serving"), the number of healthy gateways of the
-//     community and the local port's address.
+//     community and the local port's address;
+//   - "stream": live streaming (package stream), ok with detail ice_port
+//     and the counts of streams, relayed streams and viewers; not ok when
+//     its UDP/TCP port (StreamConfig.ICEAddr) cannot be opened, which
+//     leaves the rest of the daemon running.
 //
 // The package does not log requests and writes no log files.
 package appliance
