@@ -59,6 +59,9 @@ func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	if cfg.Stream.ICEAddr == "" {
 		cfg.Stream.ICEAddr = "127.0.0.1:0" // parallel tests, other daemons on the host
 	}
+	if cfg.Stream.TURNAddr == "" {
+		cfg.Stream.TURNAddr = "127.0.0.1:0"
+	}
 	if cfg.AdminTokenFile == "" {
 		cfg.AdminTokenFile = filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(cfg.AdminTokenFile, []byte(testAdminToken), 0o600); err != nil {

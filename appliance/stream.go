@@ -41,6 +41,11 @@ type StreamConfig struct {
 	// the port is in use the stream component reports it and the rest
 	// of the daemon runs on.
 	ICEAddr string
+	// TURNAddr is the UDP address of the built-in TURN server, for
+	// browsers that reach the box only through a relay; zero means
+	// ":3478", "off" runs none. The panel's pages give logged-in people
+	// a credential.
+	TURNAddr string
 }
 
 // streamService is the live streaming component: the stream server, its
@@ -89,7 +94,7 @@ func openStream(cfg StreamConfig, nodeID, stateDir string, ov *overlayService, l
 		st.off = true
 		return st
 	}
-	srv, err := stream.New(stream.Config{ICEUDPAddr: addr, ICETCPAddr: addr, Sources: st.sources,
+	srv, err := stream.New(stream.Config{ICEUDPAddr: addr, ICETCPAddr: addr, TURNAddr: cfg.TURNAddr, Sources: st.sources,
 		NodeID: nodeID, Logger: logger})
 	if err != nil {
 		st.problem = fmt.Sprintf("%v; free the port or choose another with --stream-ice", err)
@@ -142,8 +147,12 @@ func (st *streamService) status(context.Context) ComponentStatus {
 		}
 		viewers += in.Viewers
 	}
-	return ComponentStatus{OK: true, Detail: map[string]string{"ice_port": strconv.Itoa(st.srv.ICEPort()),
-		"streams": strconv.Itoa(live), "relayed": strconv.Itoa(relayed), "viewers": strconv.Itoa(viewers)}}
+	d := map[string]string{"ice_port": strconv.Itoa(st.srv.ICEPort()),
+		"streams": strconv.Itoa(live), "relayed": strconv.Itoa(relayed), "viewers": strconv.Itoa(viewers)}
+	if p := st.srv.TURNProblem(); p != "" {
+		d["turn"] = p
+	}
+	return ComponentStatus{OK: true, Detail: d}
 }
 
 // builtinServices returns the catalog entries of this box's streams: one

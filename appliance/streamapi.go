@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -247,11 +248,23 @@ func (h *handler) streamsPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The browser may use the box's TURN server, with a credential of
+	// its own.
+	ice := "[]"
+	if st := h.cfg.streams; st != nil && st.srv != nil {
+		p, _ := who(r)
+		if s, ok := st.srv.TURNCredential(hostOf(r, localAddr(r)), p.account); ok {
+			if b, err := json.Marshal([]stream.ICEServer{s}); err == nil {
+				ice = string(b)
+			}
+		}
+	}
 	h.render(w, http.StatusOK, h.panel.streams, struct {
 		pageData
 		View    string
 		Name    string
 		Info    StreamsInfo
 		Running bool
-	}{h.pageFor(r, title, "/streams"), view, name, h.streamsInfo(), h.cfg.streams != nil && h.cfg.streams.srv != nil})
+		ICE     string
+	}{h.pageFor(r, title, "/streams"), view, name, h.streamsInfo(), h.cfg.streams != nil && h.cfg.streams.srv != nil, ice})
 }

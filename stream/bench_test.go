@@ -88,13 +88,9 @@ func BenchmarkRelayHop(b *testing.B) {
 	r := newTestServer(b, Config{Sources: func(name string) []Source {
 		return []Source{{URL: a.url("whep", name), Name: "a"}}
 	}})
+	publish(b, a, "hop")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	p, err := streamtest.Publish(ctx, a.url("whip", "hop"), loopback)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
 	va, err := streamtest.Play(ctx, a.url("whep", "hop"), loopback)
 	if err != nil {
 		b.Fatal(err)

@@ -75,6 +75,17 @@ type Config struct {
 	// every address.
 	RTPHost string
 
+	// TURNAddr is the UDP address of the built-in TURN server (RFC 8656),
+	// for clients that reach the box only through a relay; zero means
+	// ":3478" (DefaultTURNPort), "off" runs none.
+	TURNAddr string
+	// TURNSecret signs the TURN credentials (TURNCredential); zero means
+	// a random secret, so credentials end with the server.
+	TURNSecret []byte
+	// TURNRelayIP is the address of the relays; zero means the box's
+	// first global IPv4 address at each allocation.
+	TURNRelayIP net.IP
+
 	// NodeID identifies this box in the WHEP requests it sends to relay
 	// a stream (header Cloudbox-Relay), so that the source shows who
 	// pulls and loops can be avoided. Zero sends none.
@@ -100,6 +111,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ICETCPAddr == "" {
 		c.ICETCPAddr = fmt.Sprintf(":%d", DefaultICEPort)
+	}
+	if c.TURNAddr == "" {
+		c.TURNAddr = fmt.Sprintf(":%d", DefaultTURNPort)
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 5 * time.Second}
@@ -129,14 +143,17 @@ func (c Config) withDefaults() Config {
 // concurrent use. Close ends every session.
 type Server struct {
 	// Immutable after New.
-	cfg       Config
-	log       *slog.Logger
-	udp       net.PacketConn
-	tcp       net.Listener // nil without ICE over TCP
-	udpMux    ice.UDPMux
-	tcpMux    ice.TCPMux
-	ingestAPI *webrtc.API // publishers and upstream pulls: NACK generator, reports, TWCC
-	playAPI   *webrtc.API // viewers: no interceptors, feedback served by the tracks
+	cfg  Config
+	log  *slog.Logger
+	udp  net.PacketConn
+	tcp  net.Listener // nil without ICE over TCP
+	turn *turnServer  // nil without TURN
+	// turnProblem says why TURN does not run although configured.
+	turnProblem string
+	udpMux      ice.UDPMux
+	tcpMux      ice.TCPMux
+	ingestAPI   *webrtc.API // publishers and upstream pulls: NACK generator, reports, TWCC
+	playAPI     *webrtc.API // viewers: no interceptors, feedback served by the tracks
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -173,6 +190,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TURNAddr != "off" {
+		// Streaming works without TURN for most clients: a TURN port in
+		// use is reported, not fatal.
+		if s.turn, err = newTURNServer(cfg.TURNAddr, cfg.TURNSecret, cfg.TURNRelayIP); err != nil {
+			s.turnProblem = err.Error()
+			s.log.Warn("turn not running", "error", err)
+		}
 	}
 	if err := s.buildAPIs(); err != nil {
 		s.closeSockets()
@@ -221,7 +246,14 @@ func (s *Server) closeSockets() {
 	if s.tcp != nil {
 		s.tcp.Close()
 	}
+	if s.turn != nil {
+		s.turn.close()
+	}
 }
+
+// TURNProblem says why the TURN server does not run although Config
+// asked for it; "" when it runs or was not asked for.
+func (s *Server) TURNProblem() string { return s.turnProblem }
 
 // ICEPort returns the UDP port all sessions share.
 func (s *Server) ICEPort() int { return s.udp.LocalAddr().(*net.UDPAddr).Port }

@@ -24,6 +24,9 @@ func newTestServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	checkLeaks(t)
 	cfg.ICEUDPAddr, cfg.ICETCPAddr = "127.0.0.1:0", "off"
+	if cfg.TURNAddr == "" {
+		cfg.TURNAddr = "off"
+	}
 	cfg.IncludeLoopback = true
 	cfg.IPFilter = func(ip net.IP) bool { return ip.IsLoopback() }
 	s, err := New(cfg)
@@ -54,11 +57,13 @@ func (ts *testServer) url(kind, name string) string { return ts.http.URL + "/" +
 
 var loopback = streamtest.Options{Loopback: true}
 
-func publish(t *testing.T, ts *testServer, name string) *streamtest.Publisher {
+// publish publishes a synthetic stream as name, with options o (default
+// loopback), until the test ends.
+func publish(t testing.TB, ts *testServer, name string, o ...streamtest.Options) *streamtest.Publisher {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	p, err := streamtest.Publish(ctx, ts.url("whip", name), loopback)
+	p, err := streamtest.Publish(ctx, ts.url("whip", name), append(o, loopback)[0])
 	if err != nil {
 		t.Fatalf("publishing %s: %v", name, err)
 	}

@@ -46,6 +46,10 @@ type Options struct {
 	Loopback bool
 	// VideoSink, if set, receives every video RTP packet a viewer gets.
 	VideoSink func(*rtp.Packet)
+	// ICEServers are given to the peer connection; RelayOnly makes it
+	// use only TURN relays (ICE transport policy "relay").
+	ICEServers []webrtc.ICEServer
+	RelayOnly  bool
 	// UDPConn, if set, carries all ICE traffic (host candidate: its
 	// address, which must not be unspecified); e.g. a socket opened in
 	// another network namespace. The client closes it.
@@ -99,6 +103,14 @@ func (m multiCloser) Close() error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+func (o Options) configuration() webrtc.Configuration {
+	c := webrtc.Configuration{ICEServers: o.ICEServers}
+	if o.RelayOnly {
+		c.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	return c
 }
 
 // exchange posts pc's offer to endpoint and applies the answer; it
@@ -192,7 +204,7 @@ func Publish(ctx context.Context, endpoint string, o Options) (*Publisher, error
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(o.configuration())
 	if err != nil {
 		closer.Close()
 		return nil, err
@@ -335,7 +347,7 @@ func Play(ctx context.Context, endpoint string, o Options) (*Viewer, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(o.configuration())
 	if err != nil {
 		closer.Close()
 		return nil, err

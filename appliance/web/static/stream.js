@@ -1,10 +1,16 @@
 // Go live (WHIP) and the player (WHEP) of the panel's Streams pages.
-// Answers carry every ICE candidate: no trickle, no STUN or TURN servers.
+// Answers carry every ICE candidate: no trickle, no public STUN or TURN
+// server; the box's own TURN server (data-ice) for browsers that need a
+// relay. "?relay=1" in the page's address uses only the relay.
 "use strict";
 (function () {
   const app = document.getElementById("stream-app");
   if (!app) return;
   const csrf = app.dataset.csrf;
+  let iceServers = [];
+  try { iceServers = JSON.parse(app.dataset.ice || "[]"); } catch (e) { iceServers = []; }
+  const rtcConfig = { iceServers: iceServers };
+  if (new URLSearchParams(location.search).get("relay") === "1") rtcConfig.iceTransportPolicy = "relay";
   const state = document.getElementById("stream-state");
   const errBox = document.getElementById("stream-error");
   let session = null;
@@ -65,7 +71,7 @@
       try {
         const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
         document.getElementById("preview").srcObject = media;
-        pc = new RTCPeerConnection();
+        pc = new RTCPeerConnection(rtcConfig);
         for (const t of media.getTracks()) pc.addTransceiver(t, { direction: "sendonly" });
         track(pc);
         state.textContent = "connecting";
@@ -84,7 +90,7 @@
     });
   } else if (app.dataset.mode === "watch") {
     const video = document.getElementById("player");
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection(rtcConfig);
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     const ms = new MediaStream();

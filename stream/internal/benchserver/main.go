@@ -28,7 +28,7 @@ func main() {
 	memprofile := flag.String("memprofile", "", "write a heap profile to `FILE` at exit")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := stream.New(stream.Config{ICEUDPAddr: *ice, ICETCPAddr: "off", IncludeLoopback: true,
+	srv, err := stream.New(stream.Config{ICEUDPAddr: *ice, ICETCPAddr: "off", TURNAddr: "off", IncludeLoopback: true,
 		MaxViewers: 100000, Logger: logger})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
