@@ -44,6 +44,8 @@ type turnServer struct {
 	conn   net.PacketConn
 	secret []byte
 	now    func() time.Time
+	// relayIP is the fixed address of the relays, nil for the box's.
+	relayIP net.IP
 }
 
 // relayAddrs allocates relays on every address and reports them at the
@@ -92,7 +94,7 @@ func newTURNServer(addr string, secret []byte, relayIP net.IP) (*turnServer, err
 	if err != nil {
 		return nil, fmt.Errorf("listening for TURN on udp %s: %w", addr, err)
 	}
-	t := &turnServer{conn: conn, secret: secret, now: time.Now}
+	t := &turnServer{conn: conn, secret: secret, now: time.Now, relayIP: relayIP}
 	gen := &relayAddrs{RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: net.IPv4zero, Address: "0.0.0.0"},
 		fixed: relayIP}
 	t.srv, err = turn.NewServer(turn.ServerConfig{
@@ -145,6 +147,14 @@ func (s *Server) TURNCredential(host, name string) (ICEServer, bool) {
 		return ICEServer{}, false
 	}
 	user, pass := s.turn.credential(name)
-	hp := net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(s.turn.port()))
+	host = strings.Trim(host, "[]")
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() && s.turn.relayIP == nil {
+		// Browsers send ICE from their interfaces' addresses, never
+		// from loopback: name the box by its own address.
+		if a := boxAddress(); a != nil {
+			host = a.String()
+		}
+	}
+	hp := net.JoinHostPort(host, strconv.Itoa(s.turn.port()))
 	return ICEServer{URLs: []string{"turn:" + hp + "?transport=udp"}, Username: user, Credential: pass}, true
 }

@@ -16,8 +16,9 @@ package meshtest
 //	     `-- d ----'
 //
 // Chromium runs in a's and c's namespaces and opens its own box's panel on
-// http://127.0.0.1:8080 (a secure context, so the camera is allowed); a
-// pion viewer in b's namespace makes b relay the stream.
+// http://127.0.0.1:8080 (a secure context, so the camera is allowed); c's
+// may use only relays (its box's TURN server); a pion viewer in b's
+// namespace makes b relay the stream.
 
 import (
 	"context"
@@ -215,7 +216,9 @@ func TestStreamMesh(t *testing.T) {
 	brC := browsertest.StartWithFlags(t, browsertest.MediaFlags, "ip", "netns", "exec", c.ns.Name)
 	pc := authPage(t, brC)
 	opened := time.Now()
-	if err := pc.Navigate(ctx, "http://127.0.0.1:8080/streams/watch?name=assembly"); err != nil {
+	// relay=1: c's browser may use only relays, through c's own TURN
+	// server.
+	if err := pc.Navigate(ctx, "http://127.0.0.1:8080/streams/watch?name=assembly&relay=1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := pc.WaitFor(ctx, 20*time.Second, `document.getElementById("stream-state").textContent === "connected"`); err != nil {
@@ -231,6 +234,14 @@ func TestStreamMesh(t *testing.T) {
 	})
 	t.Logf("c decodes its first frame %v after opening the player", time.Since(opened).Round(time.Millisecond))
 	growingStats(t, pc, "c before b stops", 20*time.Second)
+	var localType string
+	if err := pc.Eval(ctx, `(async () => {
+		const s = await window.cbPC.getStats(); let pair, type = "";
+		s.forEach(r => { if (r.type === "transport" && r.selectedCandidatePairId) pair = s.get(r.selectedCandidatePairId); });
+		if (pair) { const l = s.get(pair.localCandidateId); if (l) type = l.candidateType; }
+		return type; })()`, &localType); err != nil || localType != "relay" {
+		t.Errorf("c's browser uses a %q candidate (%v), want relay (TURN)", localType, err)
+	}
 	if s := c.streams(t); len(s.Streams) != 1 || s.Streams[0].UpstreamName != "b" {
 		t.Fatalf("c's streams: %+v, want a relay from b", s.Streams)
 	}
