@@ -107,8 +107,8 @@ clean:
 	rm -rf $(OUT)
 
 # Peer benchmarks (root; see bench/README.md). Not part of `make test`.
-.PHONY: bench bench-overlay bench-dns bench-proxy bench-update bench-storage
-bench: bench-overlay bench-dns bench-proxy bench-storage
+.PHONY: bench bench-overlay bench-dns bench-proxy bench-update bench-storage bench-stream
+bench: bench-overlay bench-dns bench-proxy bench-storage bench-stream
 
 bench-overlay:
 	@bash bench/overlay.sh
@@ -125,3 +125,6 @@ bench-update:
 
 bench-storage:
 	@bash bench/storage.sh
+
+bench-stream:
+	@bash bench/stream.sh

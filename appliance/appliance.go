@@ -80,7 +80,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway", "https", "storage", "update") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "https", "storage", "update", "stream") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -111,6 +111,10 @@ type Config struct {
 	// Storage configures the shared folders (WebDAV) and the community
 	// vault; see StorageConfig.
 	Storage StorageConfig
+	// Stream configures live streaming: WHIP and RTP ingest, WHEP
+	// playback, relaying over the mesh. The zero value streams with the
+	// media on DefaultStreamICEAddr; see StreamConfig.
+	Stream StreamConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -245,9 +249,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	upd := openUpdate(cfg.Update, cfg.StateDir, node.ID(), node.Name, cfg.Board, cfg.Version, ov, logger)
 	ov.update = upd.handler()
 	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
+	streams := openStream(cfg.Stream, node.ID(), cfg.StateDir, ov, logger)
+	defer streams.close()
 	components := map[string]StatusFunc{"state": stateStatus(cfg.StateDir), "overlay": ov.status, "dns": dns.status,
 		"catalog": ov.catalog.status, "mdns": mdnsSvc.status, "gateway": gw.status,
-		"https": hs.status, "update": upd.status, "storage": st.status}
+		"https": hs.status, "update": upd.status, "storage": st.status, "stream": streams.status}
 	for name, f := range cfg.Components {
 		if _, ok := components[name]; ok {
 			return fmt.Errorf("registering component %q: name already in use", name)
@@ -273,6 +279,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		gateway:    gw,
 		update:     upd,
 		storage:    st,
+		streams:    streams,
 		auth:       auth,
 		https:      hs,
 		logs:       logs,
@@ -301,8 +308,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	srv := newHTTPServer(h, logger)
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort), st.builtinServices(node.Name, ln.Addr()))
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort), st.builtinServices(node.Name, ln.Addr()), streams.builtinServices())
 	})
+	streams.setHTTPAddr(ln.Addr())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -311,7 +319,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run, st.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run, st.run, streams.run}
 	background = append(background, hs.run)
 	done := make(chan error, len(background))
 	for _, run := range background {

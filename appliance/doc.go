@@ -131,10 +131,14 @@
 //     that says what to do;
 //   - "gateway": state of this box's gateway ("off ...", "waiting for the
 //     overlay", "serving"), the number of healthy gateways of the
-//     community and the local port's address.
+//     community and the local port's address;
 //   - "https": ok with detail addr and ca_sha256 while HTTPS serves (or
 //     detail https "off"); not ok, with the reason, when it cannot listen,
-//     in which case the panel answers over HTTP only.
+//     in which case the panel answers over HTTP only;
+//   - "stream": live streaming (package stream), ok with detail ice_port
+//     and the counts of streams, relayed streams and viewers; not ok when
+//     its UDP/TCP port (StreamConfig.ICEAddr) cannot be opened, which
+//     leaves the rest of the daemon running.
 //
 // The package does not log requests and writes no log files; it keeps the
 // recent records of its logger in memory for the Logs page.

@@ -43,6 +43,8 @@ type handlerConfig struct {
 	update *updateService
 	// storage serves the shared folders and the vault; nil means none.
 	storage *storageService
+	// streams is live streaming: API, pages, metrics; nil means none.
+	streams *streamService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
@@ -151,6 +153,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/s/{token}", getOnly(h.shareLink))
 	h.mux.Handle("/storage", getOnly(h.pageAuth(roleMember, h.storagePage)))
 	h.mux.Handle("/storage/files", getOnly(h.pageAuth(roleMember, h.filesPage)))
+	h.streamRoutes()
 	h.mux.Handle("/accounts", getOnly(h.pageAuth(roleMember, h.accountsPage)))
 	h.mux.Handle("/accounts/edit", h.pageAuth(roleMember, h.accountsEdit))
 	for _, p := range navItems {

@@ -31,7 +31,7 @@ var navItems = []navItem{
 	{Path: "/", Label: "Overview"},
 	{Path: "/community", Label: "Community"},
 	{Path: "/services", Label: "Services"},
-	{Path: "/streams", Label: "Streams", Soon: true,
+	{Path: "/streams", Label: "Streams",
 		Blurb: "Live audio and video, published on one box and watched on any other."},
 	{Path: "/calls", Label: "Calls", Soon: true,
 		Blurb: "Voice calls between people in the community, even without the Internet."},
@@ -64,6 +64,7 @@ type panel struct {
 	updates        *template.Template
 	// storage and storageFiles are the storage pages.
 	storage, storageFiles *template.Template
+	streams               *template.Template
 }
 
 // pageData is what every page's layout needs.

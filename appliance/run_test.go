@@ -56,6 +56,12 @@ func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	t.Helper()
 	cfg.DNS = testDNS(cfg.DNS)
 	cfg.MDNS.Disabled = true // no multicast on the host's LAN
+	if cfg.Stream.ICEAddr == "" {
+		cfg.Stream.ICEAddr = "127.0.0.1:0" // parallel tests, other daemons on the host
+	}
+	if cfg.Stream.TURNAddr == "" {
+		cfg.Stream.TURNAddr = "127.0.0.1:0"
+	}
 	if cfg.AdminTokenFile == "" {
 		cfg.AdminTokenFile = filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(cfg.AdminTokenFile, []byte(testAdminToken), 0o600); err != nil {
@@ -283,6 +289,7 @@ func TestRunShutdownTimeout(t *testing.T) {
 				Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
 				DNS:             DNSConfig{Disabled: true}, // real sockets would leave the bubble
 				MDNS:            MDNSConfig{Disabled: true},
+				Stream:          StreamConfig{ICEAddr: "off"},
 			})
 		}()
 

@@ -31,6 +31,7 @@ need=(
   "chroot:coreutils"
   "chromium:chromium"               # the panel's browser tests (headless, CDP over a pipe)
   "certutil:libnss3-tools"          # HTTPS browser test: trust the box's CA in Chromium's NSS db
+  "ffmpeg:ffmpeg"                   # stream tests: RTP ingest, decoding checks (ffprobe)
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
   "/usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi"

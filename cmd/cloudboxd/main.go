@@ -30,6 +30,11 @@
 // certificate of the box's own authority, which the panel offers for
 // download (/certificate).
 //
+// Live streams (WHIP and RTP in, WHEP out, relayed between boxes) carry
+// their media on --stream-ice (UDP and TCP, default :8189; "off" turns
+// streaming off); a built-in TURN server listens on --stream-turn (UDP
+// :3478, "off").
+//
 // A fresh box serves only its setup wizard, which asks for the one-time
 // setup code that cloudboxd logs at start and writes to --setup-code-file;
 // --api-token-file names an administrator's API token for automation.
@@ -83,7 +88,9 @@ func main() {
 			"comma-separated service `TYPES` found on the LAN by mDNS to publish to the community, e.g. _ipp._tcp")
 		setupCode = flag.String("setup-code-file", "",
 			"`FILE` the first-boot wizard's setup code is written to (default: setup-code.txt in --state-dir)")
-		tokenFile = flag.String("api-token-file", "",
+		streamICE  = flag.String("stream-ice", appliance.DefaultStreamICEAddr, "UDP and TCP `ADDR` of live streams' media (WebRTC), or \"off\" to turn streaming off")
+		streamTURN = flag.String("stream-turn", ":3478", "UDP `ADDR` of the built-in TURN server for browsers behind strict firewalls, or \"off\"")
+		tokenFile  = flag.String("api-token-file", "",
 			"`FILE` holding an API token (32+ characters) accepted as an administrator's, for automation")
 		gateway     = flag.Bool("gateway", false, "share this box's Internet connection with the community (HTTP proxy and SOCKS5)")
 		gwHTTP      = flag.String("gateway-http", appliance.DefaultGatewayHTTPAddr, "`ADDR` of the gateway's HTTP proxy")
@@ -174,6 +181,7 @@ func main() {
 			Disabled: *storageOff, Dir: *storageDir, Quota: *quota, VaultOffer: *vaultOffer,
 			VaultK: *vaultK, VaultN: *vaultN, VaultRepairAfter: *vaultRepair,
 		},
+		Stream: appliance.StreamConfig{ICEAddr: *streamICE, TURNAddr: *streamTURN},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),

@@ -130,7 +130,7 @@ func startNoWait(t *testing.T, args ...string) *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{
-		cmd: exec.Command(binary, append([]string{"--http", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--mdns", "off", "--gateway-local", "127.0.0.1:0",
+		cmd: exec.Command(binary, append([]string{"--http", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--mdns", "off", "--gateway-local", "127.0.0.1:0", "--stream-ice", "127.0.0.1:0", "--stream-turn", "127.0.0.1:0",
 			"--api-token-file", tokenFile}, args...)...),
 		log:    newLogBuffer(),
 		exited: make(chan struct{}),

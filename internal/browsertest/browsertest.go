@@ -52,6 +52,17 @@ type response struct {
 // netns exec NS"; nil for none).
 func Start(t testing.TB, wrap ...string) *Browser {
 	t.Helper()
+	return StartWithFlags(t, nil, wrap...)
+}
+
+// MediaFlags give pages a fake camera and microphone (a test pattern and a
+// beep) without asking for permission, for WebRTC tests.
+var MediaFlags = []string{"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+	"--autoplay-policy=no-user-gesture-required"}
+
+// StartWithFlags is Start with extra Chromium command line flags.
+func StartWithFlags(t testing.TB, flags []string, wrap ...string) *Browser {
+	t.Helper()
 	bin := testenv.RequireCommand(t, "chromium", "chromium")
 	cmdR, cmdW, err := os.Pipe()
 	if err != nil {
@@ -64,7 +75,8 @@ func Start(t testing.TB, wrap ...string) *Browser {
 	args := append(append([]string{}, wrap...), bin, "--headless=new", "--no-sandbox", "--remote-debugging-pipe",
 		"--user-data-dir="+t.TempDir(), "--no-first-run", "--no-default-browser-check", "--disable-gpu",
 		"--disable-dev-shm-usage", "--disable-extensions", "--disable-background-networking", "--disable-sync",
-		"--metrics-recording-only", "--mute-audio", "--hide-scrollbars", "--lang=en-US", "about:blank")
+		"--metrics-recording-only", "--mute-audio", "--hide-scrollbars", "--lang=en-US")
+	args = append(append(args, flags...), "about:blank")
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.ExtraFiles = []*os.File{cmdR, outW} // fd 3: commands in, fd 4: answers out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
