@@ -183,16 +183,20 @@ func TestPagesInLanguages(t *testing.T) {
 	}{
 		{"ca", "ca", map[string][]string{"/": {"Salut"}, "/community": {"Comunitat"}, "/services": {"Serveis"}, "/gateway": {"Passarel·la"},
 			"/settings": {"Còpia de seguretat"}, "/accounts": {"Els teus testimonis"}, "/logs": {"Nivell mínim"}, "/certificate": {"Descarrega el certificat"},
-			"/streams": {"aviat"}, "/nowhere": {"No hi ha cap pàgina"},
-			"/updates":       {"Versions a la comunitat", "actualitzacions no funciona en aquesta caixa"},
-			"/storage":       {"Fitxers del cofre (0)", "Guarda un fitxer al cofre", `data-stored="Guardat. Testimoni de lectura`},
-			"/storage/files": {"<title>Fitxers ·", "Aquesta carpeta és buida.", "ocupats de", `data-share-link="Enllaç per compartir: %s"`}}},
+			"/streams": {"En directe ara (0)", "No hi ha cap emissió en aquesta caixa.", "Les emissions en directe no funcionen"}, "/nowhere": {"No hi ha cap pàgina"},
+			"/streams/golive":           {"<title>Emet en directe ·", "Publica des d&#39;OBS", `data-go-failed="No s&#39;ha pogut emetre en directe: %s"`, `data-state-connected="connectat"`},
+			"/streams/watch?name=plaza": {"<title>Mira plaza ·", `aria-label="Emissió en directe plaza"`, "Activa el so", `data-play-failed="No s&#39;ha pogut reproduir: %s"`},
+			"/updates":                  {"Versions a la comunitat", "actualitzacions no funciona en aquesta caixa"},
+			"/storage":                  {"Fitxers del cofre (0)", "Guarda un fitxer al cofre", `data-stored="Guardat. Testimoni de lectura`},
+			"/storage/files":            {"<title>Fitxers ·", "Aquesta carpeta és buida.", "ocupats de", `data-share-link="Enllaç per compartir: %s"`}}},
 		{"es", "es-AR,es;q=0.9", map[string][]string{"/": {"Salud"}, "/community": {"Comunidad"}, "/services": {"Servicios"}, "/gateway": {"Pasarela"},
 			"/settings": {"Copia de seguridad"}, "/accounts": {"Tus tokens"}, "/logs": {"Nivel mínimo"}, "/certificate": {"Descarga el certificado"},
-			"/streams": {"próximamente"}, "/nowhere": {"No hay ninguna página"},
-			"/updates":       {"Versiones en la comunidad", "el componente de actualizaciones no funciona en esta caja"},
-			"/storage":       {"Archivos de la bóveda (0)", "Guardar un archivo en la bóveda", `data-stored="Guardado. Token de lectura`},
-			"/storage/files": {"<title>Archivos ·", "Esta carpeta está vacía.", "ocupados de", `data-share-link="Enlace para compartir: %s"`}}},
+			"/streams": {"En directo ahora (0)", "No hay ninguna emisión en esta caja.", "Las emisiones en directo no funcionan"}, "/nowhere": {"No hay ninguna página"},
+			"/streams/golive":           {"<title>Emitir en directo ·", "Publicar desde OBS", `data-go-failed="No se ha podido emitir en directo: %s"`, `data-not-live="sin emitir"`},
+			"/streams/watch?name=plaza": {"<title>Ver plaza ·", "Activar el sonido", `data-state-connecting="conectando"`, `data-play-failed="No se ha podido reproducir: %s"`},
+			"/updates":                  {"Versiones en la comunidad", "el componente de actualizaciones no funciona en esta caja"},
+			"/storage":                  {"Archivos de la bóveda (0)", "Guardar un archivo en la bóveda", `data-stored="Guardado. Token de lectura`},
+			"/storage/files":            {"<title>Archivos ·", "Esta carpeta está vacía.", "ocupados de", `data-share-link="Enlace para compartir: %s"`}}},
 	} {
 		for _, path := range slices.Sorted(maps.Keys(c.want)) {
 			resp, page := b.do("GET", path, nil, "Accept-Language", c.header)

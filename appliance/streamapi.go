@@ -245,11 +245,17 @@ func (h *handler) streamsPage(w http.ResponseWriter, r *http.Request) {
 	case "/streams/golive":
 		view, title = "golive", "Go live"
 	case "/streams/watch":
-		view, title = "watch", "Watch "+name
+		view = "watch"
 		if stream.ValidName(name) != nil {
 			h.notFound(w, r)
 			return
 		}
+	}
+	d := h.pageFor(r, title, "/streams")
+	if view == "watch" {
+		// The layout translates the title again: a translated title
+		// is no key and stays as it is.
+		d.Title = d.T("Watch %s", name)
 	}
 	// The browser may use the box's TURN server, with a credential of
 	// its own.
@@ -269,7 +275,7 @@ func (h *handler) streamsPage(w http.ResponseWriter, r *http.Request) {
 		Info    StreamsInfo
 		Running bool
 		ICE     string
-	}{h.pageFor(r, title, "/streams"), view, name, h.streamsInfo(), h.cfg.streams != nil && h.cfg.streams.srv != nil, ice})
+	}{d, view, name, h.streamsInfo(), h.cfg.streams != nil && h.cfg.streams.srv != nil, ice})
 }
 
 // writeStreamMetrics adds the stream server's metrics to b.

@@ -1,7 +1,9 @@
 // Go live (WHIP) and the player (WHEP) of the panel's Streams pages.
 // Answers carry every ICE candidate: no trickle, no public STUN or TURN
 // server; the box's own TURN server (data-ice) for browsers that need a
-// relay. "?relay=1" in the page's address uses only the relay.
+// relay. "?relay=1" in the page's address uses only the relay. The texts
+// come translated in data- attributes of #stream-app, with %s for each
+// value.
 "use strict";
 (function () {
   const app = document.getElementById("stream-app");
@@ -15,10 +17,20 @@
   const errBox = document.getElementById("stream-error");
   let session = null;
 
+  function say(key) {
+    const args = Array.prototype.slice.call(arguments, 1);
+    return app.dataset[key].replace(/%s/g, () => String(args.shift()));
+  }
+
+  // stateText is the text of a connectionState (new, connecting, ...).
+  function stateText(s) {
+    return app.dataset["state" + s.charAt(0).toUpperCase() + s.slice(1)] || s;
+  }
+
   function showError(msg) {
     errBox.textContent = msg;
     errBox.hidden = false;
-    state.textContent = "failed";
+    state.textContent = stateText("failed");
   }
 
   function gathered(pc) {
@@ -47,14 +59,14 @@
 
   function track(pc) {
     window.cbPC = pc;
-    pc.addEventListener("connectionstatechange", () => { state.textContent = pc.connectionState; });
+    pc.addEventListener("connectionstatechange", () => { state.textContent = stateText(pc.connectionState); });
   }
 
   function stop(pc) {
     if (session) fetch(session, { method: "DELETE", headers: { "X-CSRF-Token": csrf } });
     session = null;
     pc.close();
-    state.textContent = "not live";
+    state.textContent = say("notLive");
   }
 
   if (app.dataset.mode === "golive") {
@@ -74,13 +86,13 @@
         pc = new RTCPeerConnection(rtcConfig);
         for (const t of media.getTracks()) pc.addTransceiver(t, { direction: "sendonly" });
         track(pc);
-        state.textContent = "connecting";
+        state.textContent = stateText("connecting");
         await exchange(pc, "/api/v1/streams/" + encodeURIComponent(name) + "/whip?description=" + encodeURIComponent(desc));
         stopBtn.disabled = false;
       } catch (e) {
         if (pc) pc.close();
         goBtn.disabled = false;
-        showError("Could not go live: " + e.message);
+        showError(say("goFailed", e.message));
       }
     });
     stopBtn.addEventListener("click", () => {
@@ -98,7 +110,7 @@
     track(pc);
     document.getElementById("unmute").addEventListener("click", () => { video.muted = false; video.play(); });
     exchange(pc, "/api/v1/streams/" + encodeURIComponent(app.dataset.name) + "/whep")
-      .catch((e) => showError("Could not play: " + e.message));
+      .catch((e) => showError(say("playFailed", e.message)));
     window.addEventListener("pagehide", () => stop(pc));
   }
 })();
