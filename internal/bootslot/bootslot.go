@@ -202,6 +202,11 @@ func TrialCmdline(cmdline string, seconds int) string {
 	return strings.Join(append(out, TrialArg+"="+strconv.Itoa(seconds)), " ")
 }
 
+// CommittedMarker is created by cloudboxd when a trial boot has committed;
+// until it exists, init resets a trial boot after its TrialArg seconds.
+// /run is a tmpfs, so the marker lasts one boot.
+const CommittedMarker = "/run/cloudbox-committed"
+
 // TrialSeconds returns the trial argument of a kernel command line, 0 when
 // it has none.
 func TrialSeconds(cmdline string) int {
