@@ -294,6 +294,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ErrorLog:          newErrorLog(logger),
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
+	upd.panelAddr = ln.Addr().String()
 	ov.catalog.setBuiltin(func() []services.Service {
 		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort))
 	})
