@@ -5,7 +5,10 @@
 // NVMe (a device name gokrazy's root-device logic knows), the network is
 // qemu's user-mode network on a documentation range, and the panel's port 80
 // is forwarded to a port on 127.0.0.1. It does not use KVM: qemu's TCG
-// emulation works everywhere, if slowly.
+// emulation works everywhere, if slowly. It plays the Raspberry Pi
+// firmware's A/B boot (config.txt, tryboot.txt, the one-shot tryboot flag,
+// a watchdog of trial boots; see Run and internal/bootslot), so updates and
+// rollbacks run under qemu as on a Pi.
 package vm
 
 import (
