@@ -105,6 +105,10 @@ func mounted(dir string) bool {
 // elsewhere the tryboot flag file does (internal/bootslot).
 func rebootBox(tryboot, pi bool) error {
 	unix.Sync()
+	// Leave the boot partition clean (no "not properly unmounted").
+	if err := unix.Unmount(bootMountDir, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmounting the boot partition: %w", err)
+	}
 	if tryboot && pi {
 		arg, err := unix.BytePtrFromString("0 tryboot")
 		if err != nil {
