@@ -53,6 +53,11 @@ const installFile = "install.json"
 // string so that test images can shorten it with -ldflags -X.
 var defaultTrialTime = "5m"
 
+// installPause, a duration string set with -ldflags -X in test images,
+// pauses an install after the root slot is written, so that a test can cut
+// the power in the middle of it. Empty means no pause.
+var installPause = ""
+
 // InstallStatus is the state of the last install, in GET /api/v1/update.
 type InstallStatus struct {
 	// Version is the release installed; From the version that installed it.
@@ -102,7 +107,7 @@ type installer struct {
 	now func() time.Time
 	log *slog.Logger
 
-	// mu serializes installs and guards the state file.
+	// mu serializes installs and trials, the writers of the state file.
 	mu sync.Mutex
 }
 
@@ -146,9 +151,9 @@ func (in *installer) save(st InstallStatus) error {
 }
 
 // Status returns the last install's state; nil when there was none.
+// It does not wait for an install in progress: the state file is replaced
+// atomically, so reading it is always consistent.
 func (in *installer) Status() *InstallStatus {
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	st, err := in.load()
 	if err != nil || st.Phase == "" {
 		return nil
@@ -215,6 +220,14 @@ func (in *installer) Apply(ctx context.Context, m *update.Manifest, s *update.St
 	}
 	if err := in.writeRoot(ctx, m, s, target); err != nil {
 		return fail(err)
+	}
+	if d, err := time.ParseDuration(installPause); err == nil && d > 0 {
+		in.log.Info("pausing the install for a test", "for", d)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
 	}
 	if err := in.writeBoot(m, s, target); err != nil {
 		return fail(err)

@@ -106,9 +106,8 @@ func mounted(dir string) bool {
 func rebootBox(tryboot, pi bool) error {
 	unix.Sync()
 	// Leave the boot partition clean (no "not properly unmounted").
-	if err := unix.Unmount(bootMountDir, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("unmounting the boot partition: %w", err)
-	}
+	// Best effort: a failure must not keep the box from rebooting.
+	_ = unix.Unmount(bootMountDir, 0)
 	if tryboot && pi {
 		arg, err := unix.BytePtrFromString("0 tryboot")
 		if err != nil {

@@ -27,6 +27,10 @@ import (
 // for a rollback to happen soon.
 const trialTime = "75s"
 
+// installPause is the test images' pause after writing the root slot
+// (appliance.installPause), the moment the test cuts the power.
+const installPause = "15s"
+
 // installView is the part of GET /api/v1/update the test reads.
 type installView struct {
 	Running string `json:"running"`
@@ -40,7 +44,8 @@ type installView struct {
 }
 
 // TestUpdateAndRollback boots a v1 image under qemu, uploads v2 through the
-// API: the box writes slot B, reboots into it on trial, and commits. Then
+// API and cuts the power while the box writes it: the box boots v1 again,
+// writes slot B anew, reboots into it on trial, and commits. Then
 // v3, whose cloudboxd exits at once: its trial boot never commits, init
 // resets it, the firmware boots v2 again, and the box reports why.
 func TestUpdateAndRollback(t *testing.T) {
@@ -63,7 +68,8 @@ func TestUpdateAndRollback(t *testing.T) {
 	if err := os.WriteFile(token, []byte(tokenText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ldflags := "-X github.com/cloudbox/cloudbox/appliance.defaultTrialTime=" + trialTime
+	ldflags := "-X github.com/cloudbox/cloudbox/appliance.defaultTrialTime=" + trialTime +
+		" -X github.com/cloudbox/cloudbox/appliance.installPause=" + installPause
 	src := testenv.ModuleRoot(t)
 	ctx := context.Background()
 
@@ -92,18 +98,21 @@ func TestUpdateAndRollback(t *testing.T) {
 	console := &syncBuffer{}
 	var bootsMu sync.Mutex
 	var boots []string
-	done, stop := startVM(t, vm.Config{Image: img, HTTPPort: port, Console: console, Memory: 1024,
-		Watchdog: 6 * time.Minute,
-		OnBoot: func(m vm.Machine) {
-			bootsMu.Lock()
-			defer bootsMu.Unlock()
-			s := m.Prefix
-			if m.Trial {
-				s += "(trial)"
-			}
-			boots = append(boots, s)
-		}})
-	defer stop()
+	boot := func() (<-chan error, func()) {
+		return startVM(t, vm.Config{Image: img, HTTPPort: port, Console: console, Memory: 1024,
+			Watchdog: 6 * time.Minute,
+			OnBoot: func(m vm.Machine) {
+				bootsMu.Lock()
+				defer bootsMu.Unlock()
+				s := m.Prefix
+				if m.Trial {
+					s += "(trial)"
+				}
+				boots = append(boots, s)
+			}})
+	}
+	done, stop := boot()
+	defer func() { stop() }()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	client := &http.Client{Timeout: 10 * time.Second}
 	fail := func(format string, args ...any) {
@@ -174,7 +183,16 @@ func TestUpdateAndRollback(t *testing.T) {
 	}
 	t.Logf("v1 up after %v", time.Since(start).Round(time.Second))
 
+	// The power goes off in the middle of the install (the test image
+	// pauses it after writing the root slot): the box boots v1 again and
+	// installs anew.
 	upload(v2)
+	waitFor("v2 being written", bootTimeout, func(v installView) bool {
+		return v.Install != nil && v.Install.Version == "2.0.0" && v.Install.Phase == "writing"
+	})
+	stop()
+	t.Logf("power cut while writing v2 after %v", time.Since(start).Round(time.Second))
+	done, stop = boot()
 	v = waitFor("v2 committed", 2*bootTimeout, func(v installView) bool {
 		return v.Running == "2.0.0" && v.Install != nil && v.Install.Phase == "committed"
 	})
@@ -198,7 +216,7 @@ func TestUpdateAndRollback(t *testing.T) {
 	bootsMu.Lock()
 	seq := strings.Join(boots, " ")
 	bootsMu.Unlock()
-	if want := "a/ b/(trial) a/(trial) b/"; !strings.HasPrefix(seq, want) {
+	if want := "a/ a/ b/(trial) a/(trial) b/"; !strings.HasPrefix(seq, want) {
 		fail("boot sequence %q, want it to start %q", seq, want)
 	}
 	// cloudboxd's own output goes to gokrazy's log buffer; init's to the
