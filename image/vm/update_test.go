@@ -29,7 +29,7 @@ const trialTime = "75s"
 
 // installPause is the test images' pause after writing the root slot
 // (appliance.installPause), the moment the test cuts the power.
-const installPause = "15s"
+const installPause = "10s"
 
 // installView is the part of GET /api/v1/update the test reads.
 type installView struct {
