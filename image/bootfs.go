@@ -107,10 +107,10 @@ func bootFiles(b boards.Board, l layout, kernelDir, firmwareDir string) ([]fat.F
 		config = []byte(strings.ReplaceAll(string(cfg), "enable_uart=0", "enable_uart=1"))
 	}
 	// A/B boot files (internal/bootslot): slot A's kernel files and
-	// command line under a/, config.txt selecting it. The files at the
-	// root stay for UEFI's boot entry and firmware without os_prefix.
-	// The Pi firmware reads os_prefix, so on the Pi the kernel files are
-	// moved (the 100 MiB partition holds them only once at the root).
+	// command line under a/, config.txt selecting it.
+	// Only the UEFI boot entry (loader/entries) needs a kernel at the
+	// root; elsewhere the kernel files are moved, as the partition holds
+	// big kernels (arm64, rpi) only once.
 	prefix := bootslot.Prefix(partRootA)
 	var out []fat.File
 	for _, f := range files {
@@ -118,7 +118,7 @@ func bootFiles(b boards.Board, l layout, kernelDir, firmwareDir string) ([]fat.F
 			out = append(out, f)
 			continue
 		}
-		if !b.ConfigTxt {
+		if b.UEFIBootManager != "" {
 			out = append(out, f)
 		}
 		out = append(out, fat.File{Path: prefix + f.Path, Data: f.Data})
