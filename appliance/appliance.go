@@ -307,6 +307,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	srv := newHTTPServer(h, logger)
 	logger.Info("http listening", "addr", ln.Addr().String())
+	upd.panelAddr = ln.Addr().String()
 	ov.catalog.setBuiltin(func() []services.Service {
 		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort), st.builtinServices(node.Name, ln.Addr()), streams.builtinServices())
 	})

@@ -46,6 +46,11 @@ type UpdateConfig struct {
 	// RateLimit caps bytes per second fetched from peers and served to
 	// them, each; zero means no cap.
 	RateLimit int64
+	// TrialTime is how long a new version has, after its trial boot, to
+	// prove itself healthy (within two thirds of it) and commit before
+	// init resets the box to the previous version; zero means five
+	// minutes.
+	TrialTime time.Duration
 }
 
 // ImageTrustFile is the release trust file an image carries (cloudbox
@@ -70,6 +75,14 @@ type updateService struct {
 	// changed returns a channel closed when the catalog changes (a peer
 	// may announce a release).
 	changed func() <-chan struct{}
+	// inst installs releases (apply*.go); nil in host mode or when the
+	// disk is not usable (installProblem says why).
+	inst           *installer
+	installProblem string
+	ov             *overlayService
+	// panelAddr is the panel's listen address, for the health check of a
+	// trial boot; set before run starts.
+	panelAddr string
 }
 
 // openUpdate prepares the update agent; a broken trust file or store is
@@ -111,8 +124,14 @@ func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version str
 			u.log.Warn("cannot read the running root slot; updates fetch all of it", "device", dev, "error", err)
 		}
 	}
+	u.ov = ov
+	var apply func(context.Context, *update.Manifest, *update.Store) error
+	if u.inst, u.installProblem = openInstaller(cfg, dir, board, version, u.healthy, u.log); u.inst != nil {
+		apply = u.inst.Apply
+	}
 	port := ov.cfg.ListenPort
 	u.agent, err = update.NewAgent(update.Config{
+		Apply: apply,
 		Local: u.local,
 		Dir:   filepath.Join(dir, "store"), Board: board, Channel: cfg.Channel, Running: runningVersion(version),
 		Trust: trust, NodeID: nodeID, RateLimit: cfg.RateLimit, Logger: u.log,
@@ -202,6 +221,13 @@ func (u *updateService) run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if u.inst != nil {
+		wg.Go(func() {
+			if err := u.inst.Resume(ctx); err != nil && ctx.Err() == nil {
+				u.log.Warn("finishing the last install failed", "error", err)
+			}
+		})
+	}
 	wg.Go(func() {
 		for {
 			select {
@@ -224,6 +250,11 @@ func (u *updateService) status(context.Context) ComponentStatus {
 	if len(st.Releases) > 0 {
 		d["newest"] = st.Releases[0].Version
 	}
+	if u.inst != nil {
+		if is := u.inst.Status(); is != nil {
+			d["install"] = is.Version + " " + is.Phase
+		}
+	}
 	if st.TrustKeys == 0 {
 		return ComponentStatus{OK: false, Error: "no release keys are trusted, so no update is accepted; build the image with `cloudbox image --release-trust FILE`, or write the community's keys (`cloudbox release trust`) into " + filepath.Join(UpdateDir, "trust.json") + " of the state directory", Detail: d}
 	}
@@ -237,6 +268,12 @@ type UpdateInfo struct {
 	// Agent is nil when the agent does not run; Problem says why.
 	Agent   *update.Status `json:"agent,omitempty"`
 	Problem string         `json:"problem,omitempty"`
+	// Install is the last install (nil when there was none); Slot is
+	// the running root partition (0 in host mode); InstallProblem says
+	// why releases are not installed on this box.
+	Install        *InstallStatus `json:"install,omitempty"`
+	Slot           int            `json:"slot,omitempty"`
+	InstallProblem string         `json:"install_problem,omitempty"`
 	// Community lists the version each box of the community runs, as its
 	// catalog entry says.
 	Community []BoxVersion `json:"community"`
@@ -256,6 +293,10 @@ func (u *updateService) view(cat catalogSource, selfID string) UpdateInfo {
 	if u.agent != nil && updateInProfile {
 		st := u.agent.Status()
 		v.Agent = &st
+	}
+	v.InstallProblem = u.installProblem
+	if u.inst != nil {
+		v.Install, v.Slot = u.inst.Status(), u.inst.disk.Active
 	}
 	if cat != nil {
 		if c := cat.current(); c != nil {

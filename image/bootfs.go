@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/boards"
 	"github.com/cloudbox/cloudbox/image/internal/fat"
+	"github.com/cloudbox/cloudbox/internal/bootslot"
 )
 
 // cmdlinePadding is appended to cmdline.txt: gokrazy's update code rewrites
@@ -96,16 +97,46 @@ func bootFiles(b boards.Board, l layout, kernelDir, firmwareDir string) ([]fat.F
 			fat.File{Path: "loader/entries/gokrazy.conf", Data: []byte("title cloudbox\nlinux /vmlinuz\noptions " + cmdline + "\n")},
 		)
 	}
+	var config []byte
 	if b.ConfigTxt {
 		cfg, err := os.ReadFile(filepath.Join(kernelDir, "config.txt"))
 		if err != nil {
 			return nil, fmt.Errorf("reading config.txt: %w", err)
 		}
 		// The serial console needs the UART enabled.
-		text := strings.ReplaceAll(string(cfg), "enable_uart=0", "enable_uart=1")
-		files = append(files, fat.File{Path: "config.txt", Data: []byte(text)})
+		config = []byte(strings.ReplaceAll(string(cfg), "enable_uart=0", "enable_uart=1"))
 	}
+	// A/B boot files (internal/bootslot): slot A's kernel files and
+	// command line under a/, config.txt selecting it.
+	// Only the UEFI boot entry (loader/entries) needs a kernel at the
+	// root; elsewhere the kernel files are moved, as the partition holds
+	// big kernels (arm64, rpi) only once.
+	prefix := bootslot.Prefix(partRootA)
+	var out []fat.File
+	for _, f := range files {
+		if !slotFile(b, f.Path) && f.Path != "cmdline.txt" {
+			out = append(out, f)
+			continue
+		}
+		if b.UEFIBootManager != "" {
+			out = append(out, f)
+		}
+		out = append(out, fat.File{Path: prefix + f.Path, Data: f.Data})
+	}
+	files = out
+	files = append(files, fat.File{Path: "config.txt", Data: bootslot.SetPrefix(config, prefix)})
 	return files, nil
+}
+
+// slotFile reports whether the boot file at path belongs to a slot (the
+// kernel module's files) rather than to the firmware.
+func slotFile(b boards.Board, path string) bool {
+	for _, pat := range b.KernelFiles {
+		if ok, _ := filepath.Match(pat, path); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func hasFile(files []fat.File, path string) bool {

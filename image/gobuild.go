@@ -32,6 +32,7 @@ func buildPrograms(ctx context.Context, cfg *Config, b boards.Board, dir string)
 		"-X", "main.buildTimestamp=" + cfg.buildTimestamp(),
 		"-X", "github.com/cloudbox/cloudbox/internal/buildinfo.Version=" + cfg.Version,
 		"-X", "github.com/cloudbox/cloudbox/internal/buildinfo.Board=" + b.Name,
+		cfg.LDFlags,
 	}, " ")
 	args := []string{"-o", dir + string(filepath.Separator), "-trimpath",
 		"-tags", "gokrazy,netgo,osusergo", "-ldflags", ldflags}

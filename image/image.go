@@ -56,6 +56,16 @@ type Config struct {
 	ReleaseTrust string
 	// GoCmd is the go command to use; zero means "go" from PATH.
 	GoCmd string
+	// AdminTokenFile is a file holding an API token (32+ characters)
+	// installed as /etc/cloudbox/admin-token, which cloudboxd on the box
+	// accepts as an administrator's (`cloudbox image --admin-token`). For
+	// test images only: everyone who has the image has the token. Zero
+	// installs none.
+	AdminTokenFile string
+	// LDFlags are extra -ldflags for the programs, after the builder's
+	// own; tests build a broken cloudboxd with them (see cmd/cloudboxd's
+	// failStart). Zero adds none.
+	LDFlags string
 	// Logger receives progress events; nil discards them.
 	Logger *slog.Logger
 

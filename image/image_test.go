@@ -266,18 +266,34 @@ func TestImageStructure(t *testing.T) {
 			}
 			imgAt := fmt.Sprintf("%s@@%d", res.Path, l.Parts[0].Offset())
 			listing := run(t, mdir, "-i", imgAt, "-b", "::/")
+			// Slot A's boot files are under a/ (internal/bootslot); a
+			// UEFI board keeps them at the root too, for its boot entry.
+			slotListing := run(t, mdir, "-i", imgAt, "-b", "::/a/")
+			slotDir := "::/a/"
 			for _, want := range []string{"vmlinuz", "cmdline.txt"} {
-				if !strings.Contains(listing, want) {
+				if !strings.Contains(slotListing, want) {
+					t.Errorf("boot partition lacks a/%s:\n%s", want, slotListing)
+				}
+				if b.UEFIBootManager != "" && !strings.Contains(listing, want) {
 					t.Errorf("boot partition lacks %s:\n%s", want, listing)
 				}
 			}
+			cfg := run(t, mtype, "-i", imgAt, "::/config.txt")
+			if !strings.Contains(cfg, "os_prefix=a/") {
+				t.Errorf("config.txt does not select slot a/:\n%s", cfg)
+			}
 			if board == "rpi" {
-				for _, want := range []string{"config.txt", "bootcode.bin", "start4.elf", "bcm2711-rpi-4-b.dtb", "bcm2712-rpi-5-b.dtb", "bcm2710-rpi-zero-2-w.dtb", "overlays"} {
+				for _, want := range []string{"config.txt", "bootcode.bin", "start4.elf"} {
 					if !strings.Contains(listing, want) {
 						t.Errorf("rpi boot partition lacks %s", want)
 					}
 				}
-				if cfg := run(t, mtype, "-i", imgAt, "::/config.txt"); !strings.Contains(cfg, "enable_uart=1") {
+				for _, want := range []string{"bcm2711-rpi-4-b.dtb", "bcm2712-rpi-5-b.dtb", "bcm2710-rpi-zero-2-w.dtb", "overlays"} {
+					if !strings.Contains(slotListing, want) {
+						t.Errorf("rpi boot partition lacks a/%s", want)
+					}
+				}
+				if !strings.Contains(cfg, "enable_uart=1") {
 					t.Errorf("config.txt does not enable the UART:\n%s", cfg)
 				}
 			}
@@ -290,7 +306,7 @@ func TestImageStructure(t *testing.T) {
 					t.Errorf("loader entry lacks the kernel or root=:\n%s", entry)
 				}
 			}
-			cmdline := run(t, mtype, "-i", imgAt, "::/cmdline.txt")
+			cmdline := run(t, mtype, "-i", imgAt, slotDir+"cmdline.txt")
 			for _, want := range []string{l.RootCmdline(2), "init=/gokrazy/init", "rootwait"} {
 				if !strings.Contains(cmdline, want) {
 					t.Errorf("cmdline.txt %q lacks %q", cmdline, want)

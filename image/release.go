@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cloudbox/cloudbox/boards"
+	"github.com/cloudbox/cloudbox/internal/bootslot"
 	"github.com/cloudbox/cloudbox/services/update"
 )
 
@@ -46,6 +48,9 @@ type ReleaseConfig struct {
 	ReleaseTrust    string
 	GoCmd           string
 	Logger          *slog.Logger
+	// AdminTokenFile and LDFlags are as in Config, for test releases.
+	AdminTokenFile string
+	LDFlags        string
 }
 
 // BuildRelease builds a release: the root squashfs and the boot files of the
@@ -62,7 +67,8 @@ func BuildRelease(ctx context.Context, rc ReleaseConfig) (*update.Manifest, erro
 		return nil, fmt.Errorf("release directory %s is not empty: choose a new one", rc.Out)
 	}
 	cfg := Config{Board: rc.Board, Out: filepath.Join(rc.Out, "unused.img"), Version: rc.Version,
-		SourceDateEpoch: rc.SourceDateEpoch, SourceDir: rc.SourceDir, CABundle: rc.CABundle, ReleaseTrust: rc.ReleaseTrust, GoCmd: rc.GoCmd}
+		SourceDateEpoch: rc.SourceDateEpoch, SourceDir: rc.SourceDir, CABundle: rc.CABundle, ReleaseTrust: rc.ReleaseTrust, GoCmd: rc.GoCmd,
+		AdminTokenFile: rc.AdminTokenFile, LDFlags: rc.LDFlags}
 	if err := cfg.setDefaults(ctx); err != nil {
 		return nil, err
 	}
@@ -106,7 +112,7 @@ func BuildRelease(ctx context.Context, rc ReleaseConfig) (*update.Manifest, erro
 	}
 	inputs := []update.Input{{Name: update.RootArtifact, Data: root}}
 	for _, f := range files {
-		if boxSpecificBootFile[f.Path] {
+		if boxSpecificBootFile[f.Path] || bootslot.PartOf(f.Path[:strings.IndexByte(f.Path, '/')+1]) != 0 {
 			continue
 		}
 		inputs = append(inputs, update.Input{Name: "boot/" + f.Path, Data: f.Data})
@@ -134,7 +140,8 @@ func BuildRelease(ctx context.Context, rc ReleaseConfig) (*update.Manifest, erro
 
 // boxSpecificBootFile names the boot files that depend on the box's disk
 // (its partition UUIDs and active slot): a box installing a release writes
-// them itself.
+// them itself. The slot directories (a/, b/) are not in a release either:
+// the box puts the release's kernel files into the slot it installs.
 var boxSpecificBootFile = map[string]bool{
 	"cmdline.txt":                 true,
 	"loader/entries/gokrazy.conf": true,

@@ -58,7 +58,7 @@ func TestBuildRelease(t *testing.T) {
 			t.Errorf("no artifact %s", want)
 		}
 	}
-	for _, not := range []string{"boot/cmdline.txt", "boot/loader/entries/gokrazy.conf"} {
+	for _, not := range []string{"boot/cmdline.txt", "boot/loader/entries/gokrazy.conf", "boot/a/vmlinuz", "boot/a/cmdline.txt"} {
 		if _, ok := names[not]; ok {
 			t.Errorf("box-specific artifact %s in the release", not)
 		}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cloudbox/cloudbox/image/internal/squashfs"
 	"github.com/cloudbox/cloudbox/services/update"
@@ -24,6 +25,10 @@ type rootEntry struct {
 // ReleaseTrustPath is where an image's release trust file is, relative to
 // the root.
 const ReleaseTrustPath = "etc/cloudbox/update-trust.json"
+
+// AdminTokenPath is where a test image carries its admin token
+// (Config.AdminTokenFile), relative to the root.
+const AdminTokenPath = "etc/cloudbox/admin-token"
 
 // rootTree returns the root filesystem of an image: gokrazy's layout
 // (shared/docs/gokrazy-image.md §4) with cloudboxd as the one user program.
@@ -59,6 +64,18 @@ func rootTree(cfg *Config, binDir, kernelDir string) (map[string]rootEntry, erro
 		}
 		t["etc/cloudbox"] = dir
 		t[ReleaseTrustPath] = rootEntry{Mode: 0o644, Data: trust}
+	}
+
+	if cfg.AdminTokenFile != "" {
+		token, err := os.ReadFile(cfg.AdminTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the admin token file: %w", err)
+		}
+		if len(strings.TrimSpace(string(token))) < 32 {
+			return nil, fmt.Errorf("admin token file %s: the token needs 32 or more characters", cfg.AdminTokenFile)
+		}
+		t["etc/cloudbox"] = dir
+		t[AdminTokenPath] = rootEntry{Mode: 0o600, Data: token}
 	}
 
 	ca, err := os.ReadFile(cfg.CABundle)

@@ -37,6 +37,7 @@ func runImage(ctx context.Context, args []string) error {
 	hostname := fs.String("hostname", "cloudbox", "initial name of the box")
 	version := fs.String("version", "dev", "cloudbox version to stamp into the image")
 	trust := fs.String("release-trust", "", "release trust `FILE` (cloudbox release trust) the box starts with")
+	token := fs.String("admin-token", "", "`FILE` with an API token (32+ characters) the box accepts as an administrator's; for test images only, everyone with the image has it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func runImage(ctx context.Context, args []string) error {
 	}
 	res, err := image.Build(ctx, image.Config{
 		Board: b, Out: *out, Size: n, Hostname: *hostname, Version: *version, ReleaseTrust: *trust,
-		SourceDateEpoch: epoch, Logger: slog.Default(),
+		AdminTokenFile: *token, SourceDateEpoch: epoch, Logger: slog.Default(),
 	})
 	if err != nil {
 		return err

@@ -116,6 +116,11 @@ func main() {
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
+	if failStart != "" {
+		// A test release's broken daemon (see failStart).
+		fmt.Fprintln(os.Stderr, "cloudboxd: built to fail:", failStart)
+		os.Exit(1)
+	}
 	if *version {
 		fmt.Println(buildinfo.Version)
 		return
@@ -159,7 +164,7 @@ func main() {
 		// On a box (state in /perm) the setup code also goes to the
 		// HDMI screen and serial port.
 		SetupCodeConsole: boxConsole(*stateDir),
-		AdminTokenFile:   *tokenFile,
+		AdminTokenFile:   boxTokenFile(*tokenFile, *stateDir),
 		Overlay: appliance.OverlayConfig{
 			ListenPort:    uint16(*overlayPort),
 			InterfaceName: *overlayIf,
@@ -228,6 +233,24 @@ func mdnsInterface(flagValue string) string {
 		return ""
 	}
 	return flagValue
+}
+
+// failStart, when set with -ldflags -X main.failStart=REASON, makes
+// cloudboxd exit at once: tests build a release that never becomes healthy
+// with it (image.Config.LDFlags).
+var failStart string
+
+// boxTokenFile is --api-token-file, or on a box the admin token of a test
+// image (image.AdminTokenPath) when it has one.
+func boxTokenFile(flagValue, stateDir string) string {
+	const imageToken = "/etc/cloudbox/admin-token"
+	if flagValue != "" || stateDir != appliance.DefaultStateDir {
+		return flagValue
+	}
+	if _, err := os.Stat(imageToken); err == nil {
+		return imageToken
+	}
+	return ""
 }
 
 // boxConsole is the console the setup code is shown on: /dev/console when

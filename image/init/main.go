@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"time"
+
+	"github.com/cloudbox/cloudbox/internal/bootslot"
+	"golang.org/x/sys/unix"
 
 	"github.com/gokrazy/gokrazy"
 )
@@ -29,6 +33,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gokrazy.Boot:", err)
 		os.Exit(1)
 	}
+	if cmdline, err := os.ReadFile("/proc/cmdline"); err == nil {
+		if n := bootslot.TrialSeconds(string(cmdline)); n > 0 {
+			go trialWatchdog(time.Duration(n) * time.Second)
+		}
+	}
 	var svcs []*gokrazy.Service
 	for _, path := range services {
 		cmd := exec.Command(path)
@@ -42,4 +51,21 @@ func main() {
 		os.Exit(1)
 	}
 	select {}
+}
+
+// trialWatchdog resets a trial boot (internal/bootslot) that cloudboxd has
+// not committed within d: the reset clears the firmware's tryboot flag, so
+// the committed slot boots again. Init does it, not cloudboxd, so that a
+// cloudboxd that never starts is caught too.
+func trialWatchdog(d time.Duration) {
+	fmt.Println("cloudbox init: trial boot, commit within", d)
+	time.Sleep(d)
+	if _, err := os.Stat(bootslot.CommittedMarker); err == nil {
+		return
+	}
+	fmt.Println("cloudbox init: the trial boot did not commit in time; resetting to the committed slot")
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		fmt.Fprintln(os.Stderr, "cloudbox init: reboot:", err)
+	}
 }

@@ -60,27 +60,33 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// boot starts the image, waits until /api/v1/status answers, stops the VM
-// and returns the status and how long it took to answer.
-func boot(t *testing.T, img string, uefi bool) (status, time.Duration) {
-	t.Helper()
-	port := freePort(t)
-	console := &syncBuffer{}
+// startVM runs a VM; stop stops it and waits (done reports its end).
+func startVM(t *testing.T, cfg vm.Config) (done <-chan error, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- vm.Run(ctx, vm.Config{Image: img, HTTPPort: port, Console: console, UEFI: uefi}) }()
-	defer func() {
+	ch := make(chan error, 1)
+	go func() { ch <- vm.Run(ctx, cfg) }()
+	return ch, func() {
 		cancel()
 		select {
-		case err := <-done:
+		case err := <-ch:
 			if err != nil {
 				t.Errorf("vm.Run: %v", err)
 			}
 		case <-time.After(30 * time.Second):
 			t.Error("VM did not stop within 30 s")
 		}
-	}()
+	}
+}
+
+// boot starts the image, waits until /api/v1/status answers, stops the VM
+// and returns the status and how long it took to answer.
+func boot(t *testing.T, img string, uefi bool) (status, time.Duration) {
+	t.Helper()
+	port := freePort(t)
+	console := &syncBuffer{}
+	start := time.Now()
+	done, stop := startVM(t, vm.Config{Image: img, HTTPPort: port, Console: console, UEFI: uefi})
+	defer stop()
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/status", port)

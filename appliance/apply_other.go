@@ -1,0 +1,12 @@
+//go:build !linux
+
+package appliance
+
+import "errors"
+
+// openSlotDisk finds no slots off Linux: updates are held and served only.
+func openSlotDisk() (slotDisk, bool, error) { return slotDisk{}, false, nil }
+
+func rebootBox(tryboot, pi bool) error { return errors.New("reboot is not supported on this system") }
+
+func markTrialCommitted() error { return nil }
