@@ -1,3 +1,5 @@
+//go:build linux && !router
+
 package appliance
 
 import (

@@ -1,4 +1,7 @@
-//go:build !linux
+//go:build !linux || router
+
+// Routers run cloudbox as an OpenWrt package, without root slots to switch:
+// the update agent is not in their profile, and neither is this.
 
 package appliance
 

@@ -17,6 +17,9 @@ import (
 // openInstaller returns the installer of a box, or nil and why not (empty
 // in host mode).
 func openInstaller(cfg UpdateConfig, dir, board, version string, healthy func(context.Context) error, log *slog.Logger) (*installer, string) {
+	if !updateInProfile {
+		return nil, "" // routers have no root slots; see apply_other.go
+	}
 	disk, ok, err := openSlotDisk()
 	if !ok {
 		return nil, ""

@@ -221,7 +221,7 @@ func (u *updateService) run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if u.inst != nil {
+	if updateInProfile && u.inst != nil {
 		wg.Go(func() {
 			if err := u.inst.Resume(ctx); err != nil && ctx.Err() == nil {
 				u.log.Warn("finishing the last install failed", "error", err)
@@ -250,7 +250,7 @@ func (u *updateService) status(context.Context) ComponentStatus {
 	if len(st.Releases) > 0 {
 		d["newest"] = st.Releases[0].Version
 	}
-	if u.inst != nil {
+	if updateInProfile && u.inst != nil {
 		if is := u.inst.Status(); is != nil {
 			d["install"] = is.Version + " " + is.Phase
 		}
@@ -295,7 +295,7 @@ func (u *updateService) view(cat catalogSource, selfID string) UpdateInfo {
 		v.Agent = &st
 	}
 	v.InstallProblem = u.installProblem
-	if u.inst != nil {
+	if updateInProfile && u.inst != nil {
 		v.Install, v.Slot = u.inst.Status(), u.inst.disk.Active
 	}
 	if cat != nil {

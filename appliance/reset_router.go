@@ -1,0 +1,11 @@
+//go:build router
+
+package appliance
+
+import "net/http"
+
+// settingsReset is not in the router profile: a router is reset with
+// OpenWrt's own tools (firstboot, or removing the package's state).
+func (h *handler) settingsReset(w http.ResponseWriter, r *http.Request) {
+	h.notFound(w, r)
+}
