@@ -25,6 +25,7 @@ need=(
   "avahi-browse:avahi-utils"
   "dbus-daemon:dbus-daemon"
   "unshare:util-linux"
+  "sipp:sip-tester"                # VoIP tests (SIP UAC/UAS with RTP)
   "chromium:chromium"               # the panel's browser tests (headless, CDP over a pipe)
   "gcc:gcc"                         # go test -race needs cgo
   "/usr/include/stdio.h:libc6-dev"
