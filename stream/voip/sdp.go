@@ -120,14 +120,16 @@ func rewriteSDP(body []byte, addr netip.Addr, ports []uint16) []byte {
 			l = conn
 		case strings.HasPrefix(l, "m="):
 			mi++
-			f := strings.Fields(l)
-			if len(f) >= 2 && f[1] != "0" && mi < len(ports) {
-				_, count, ok := strings.Cut(f[1], "/")
-				f[1] = strconv.Itoa(int(ports[mi]))
-				if ok {
-					f[1] += "/" + count
+			f := strings.Fields(l[2:])
+			if len(f) >= 2 && mi < len(ports) {
+				portStr, count, ok := strings.Cut(f[1], "/")
+				if p, err := strconv.ParseUint(portStr, 10, 16); err == nil && p != 0 {
+					f[1] = strconv.Itoa(int(ports[mi]))
+					if ok {
+						f[1] += "/" + count
+					}
+					l = "m=" + strings.Join(f, " ")
 				}
-				l = strings.Join(f, " ")
 			}
 			if !sessionC {
 				// no session-level c=: each stream needs its own

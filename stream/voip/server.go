@@ -150,20 +150,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip address %q: %w", cfg.Addr, err)
 	}
-	s.udp, err = net.ListenUDP("udp", ua)
-	if err != nil {
-		return nil, fmt.Errorf("listening on udp %s: %w", cfg.Addr, err)
-	}
-	_ = s.udp.SetReadBuffer(4 << 20)
-	bound := s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	s.port = bound.Port()
-	s.bindIP = bound.Addr().Unmap()
-	s.local.fixed = s.bindIP
-	ta := net.TCPAddrFromAddrPort(netip.AddrPortFrom(bound.Addr(), s.port))
-	s.tcp, err = net.ListenTCP("tcp", ta)
-	if err != nil {
-		s.udp.Close()
-		return nil, fmt.Errorf("listening on tcp %s: %w", ta, err)
+	// A free UDP port may be taken for TCP: with port 0, try a few.
+	for try := 0; ; try++ {
+		if err := s.listen(ua); err == nil {
+			break
+		} else if ua.Port != 0 || try == 20 {
+			return nil, err
+		}
 	}
 	rc := cfg.Relay
 	rc.Logger = cmpOrLogger(rc.Logger, cfg.Logger)
@@ -174,6 +167,27 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// listen binds UDP and TCP on the same port.
+func (s *Server) listen(ua *net.UDPAddr) error {
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("listening on udp %s: %w", ua, err)
+	}
+	_ = udp.SetReadBuffer(4 << 20)
+	bound := udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	ta := net.TCPAddrFromAddrPort(bound)
+	tcp, err := net.ListenTCP("tcp", ta)
+	if err != nil {
+		udp.Close()
+		return fmt.Errorf("listening on tcp %s: %w", ta, err)
+	}
+	s.udp, s.tcp = udp, tcp
+	s.port = bound.Port()
+	s.bindIP = bound.Addr().Unmap()
+	s.local.fixed = s.bindIP
+	return nil
 }
 
 func cmpOr(a, b string) string {
