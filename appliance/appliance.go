@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,6 +93,11 @@ type Config struct {
 	// Enabled) and the local proxy port every box offers; see
 	// GatewayConfig.
 	Gateway GatewayConfig
+
+	// VoIP configures community telephony: SIP for phones and between
+	// boxes, extensions in the catalog, calls in the panel; see
+	// VoIPConfig.
+	VoIP VoIPConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -203,6 +209,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	vo := openVoIP(cfg.VoIP, voipDeps{nodeID: node.ID(), nodeName: node.Name, stateDir: cfg.StateDir,
+		records: catalogRecords(ov.catalog), accounts: auth.accounts.accounts}, logger, cfg.Now)
+	components["voip"] = vo.status
 	h, err := newHandler(handlerConfig{
 		version:    cfg.Version,
 		board:      cfg.Board,
@@ -215,6 +224,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		catalog:    ov.catalog,
 		mdns:       mdnsSvc,
 		gateway:    gw,
+		voip:       vo,
 		auth:       auth,
 		stateDir:   cfg.StateDir,
 		logger:     logger,
@@ -242,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	logger.Info("http listening", "addr", ln.Addr().String())
 	ov.catalog.setBuiltin(func() []services.Service {
-		return append(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices()...)
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), vo.builtinServices())
 	})
 
 	served := make(chan error, 1)
@@ -252,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, vo.run}
 	done := make(chan error, len(background))
 	for _, run := range background {
 		go func() { done <- run(bctx) }()

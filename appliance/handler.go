@@ -39,6 +39,8 @@ type handlerConfig struct {
 	// gateway is shown by the proxy API, the gateway page, the PAC file
 	// and the metrics; nil means none.
 	gateway *gatewayService
+	// voip is shown by the calls API and page; nil means none.
+	voip *voipService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
@@ -89,6 +91,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/services", member(h.apiServices))
 	h.mux.Handle("/api/v1/proxy", member(apiGetOnly(h.proxyInfo)))
 	h.mux.Handle("/api/v1/proxy/credentials", member(h.proxyCredential))
+	h.voipRoutes(member, admin)
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))

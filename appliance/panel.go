@@ -40,8 +40,7 @@ var navItems = []navItem{
 	{Path: "/services", Label: "Services"},
 	{Path: "/streams", Label: "Streams", Soon: true,
 		Blurb: "Live audio and video, published on one box and watched on any other."},
-	{Path: "/calls", Label: "Calls", Soon: true,
-		Blurb: "Voice calls between people in the community, even without the Internet."},
+	{Path: "/calls", Label: "Calls"},
 	{Path: "/gateway", Label: "Gateway"},
 	{Path: "/updates", Label: "Updates", Soon: true,
 		Blurb: "Signed software updates, passed from box to box."},
@@ -63,6 +62,7 @@ type panel struct {
 	progress  *template.Template
 	accounts  *template.Template
 	gateway   *template.Template
+	calls     *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -101,7 +101,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-		{&p.gateway, "gateway.html"},
+		{&p.gateway, "gateway.html"}, {&p.calls, "calls.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

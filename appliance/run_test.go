@@ -56,6 +56,9 @@ func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	t.Helper()
 	cfg.DNS = testDNS(cfg.DNS)
 	cfg.MDNS.Disabled = true // no multicast on the host's LAN
+	if cfg.VoIP.SIPAddr == "" {
+		cfg.VoIP.SIPAddr = "127.0.0.1:0" // not the host's port 5060
+	}
 	if cfg.AdminTokenFile == "" {
 		cfg.AdminTokenFile = filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(cfg.AdminTokenFile, []byte(testAdminToken), 0o600); err != nil {
@@ -283,6 +286,7 @@ func TestRunShutdownTimeout(t *testing.T) {
 				Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
 				DNS:             DNSConfig{Disabled: true}, // real sockets would leave the bubble
 				MDNS:            MDNSConfig{Disabled: true},
+				VoIP:            VoIPConfig{Disabled: true},
 			})
 		}()
 

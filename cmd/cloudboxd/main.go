@@ -90,6 +90,7 @@ func main() {
 		gwLog       = flag.String("gateway-log", "", "comma-separated `FIELDS` of the gateway's access log, e.g. time,user,box,host,status,bytes (of "+strings.Join(proxy.AccessLogFields, ",")+"; empty: no access log)")
 		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
 		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
+		sipAddr     = flag.String("sip", appliance.DefaultSIPAddr, "`ADDR` of SIP (UDP and TCP) for phones and calls between boxes, or \"off\"")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -150,6 +151,7 @@ func main() {
 			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
 			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
 		},
+		VoIP: appliance.VoIPConfig{Disabled: *sipAddr == "off", SIPAddr: *sipAddr},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),

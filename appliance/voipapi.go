@@ -1,0 +1,188 @@
+package appliance
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudbox/cloudbox/services"
+	"github.com/cloudbox/cloudbox/stream/voip"
+)
+
+// catalogRecords returns a function listing the catalog's services of a
+// type (nil while the catalog does not run).
+func catalogRecords(cs *catalogService) func(typ string) []services.Record {
+	return func(typ string) []services.Record {
+		cat := cs.current()
+		if cat == nil {
+			return nil
+		}
+		return cat.Services(services.Filter{Type: typ})
+	}
+}
+
+// errNoVoIP is what the calls API and page say when telephony is off.
+const errNoVoIP = "telephony is off on this box (VoIP disabled), or has not started yet"
+
+// voipRoutes adds the calls API and page.
+func (h *handler) voipRoutes(member, admin func(http.HandlerFunc) http.HandlerFunc) {
+	h.mux.Handle("/api/v1/calls", member(apiGetOnly(h.callsInfo)))
+	h.mux.Handle("/api/v1/calls/phone", member(apiGetOnly(h.callsPhone)))
+	h.mux.Handle("/calls", getOnly(h.pageAuth(roleMember, h.callsPage)))
+}
+
+// CallsInfo is the body of GET /api/v1/calls.
+type CallsInfo struct {
+	// Running is whether SIP serves; Problem says why not.
+	Running bool   `json:"running"`
+	Problem string `json:"problem,omitempty"`
+	// SIP is the SIP address phones register with.
+	SIP string `json:"sip,omitempty"`
+	// Prefix is the box's extension prefix.
+	Prefix string `json:"prefix,omitempty"`
+	// Calls are the calls in progress through this box.
+	Calls []voip.Call `json:"calls"`
+	// Records are the latest call detail records, newest first.
+	Records []voip.Record `json:"records"`
+	// Registrations are the phones registered here.
+	Registrations []voip.Registration `json:"registrations"`
+	// Directory lists the community's extensions.
+	Directory []DirectoryEntry `json:"directory"`
+	// Relay counts the media relay's packets.
+	Relay *voip.RelayStats `json:"relay,omitempty"`
+}
+
+// DirectoryEntry is an extension of the community.
+type DirectoryEntry struct {
+	Extension string `json:"extension"`
+	Name      string `json:"name"`
+	Box       string `json:"box"`
+}
+
+func (v *voipService) info() CallsInfo {
+	ci := CallsInfo{Calls: []voip.Call{}, Records: []voip.Record{}, Registrations: []voip.Registration{}, Directory: []DirectoryEntry{}}
+	v.mu.Lock()
+	srv, problem := v.srv, v.problem
+	ci.Prefix = v.st.Prefix
+	recs := slices.Clone(v.recent)
+	v.mu.Unlock()
+	slices.Reverse(recs)
+	ci.Records = append(ci.Records, recs...)
+	ci.Problem = problem
+	if srv != nil {
+		ci.Running = true
+		ci.SIP = srv.Addr().String()
+		ci.Calls = append(ci.Calls, srv.Calls()...)
+		ci.Registrations = append(ci.Registrations, srv.Registrations()...)
+		st := srv.Relay().Stats()
+		ci.Relay = &st
+	}
+	for _, r := range v.deps.records(voipType) {
+		if ext := r.TXT["ext"]; ext != "" {
+			ci.Directory = append(ci.Directory, DirectoryEntry{Extension: ext, Name: r.TXT["name"], Box: r.OwnerName})
+		}
+	}
+	slices.SortFunc(ci.Directory, func(a, b DirectoryEntry) int { return strings.Compare(a.Extension, b.Extension) })
+	return ci
+}
+
+func (h *handler) callsInfo(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.voip == nil || h.cfg.voip.cfg.Disabled {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoVoIP})
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cfg.voip.info())
+}
+
+// PhoneInfo is the body of GET /api/v1/calls/phone: how to set up a SIP
+// phone for an account.
+type PhoneInfo struct {
+	Account   string `json:"account"`
+	Extension string `json:"extension"`
+	// User and Password are the SIP credentials (digest authentication).
+	User     string `json:"user"`
+	Password string `json:"password"`
+	// Server is the box's SIP address as the client reached the panel.
+	Server string `json:"server"`
+	Domain string `json:"domain"`
+}
+
+// callsPhone returns the SIP settings of the caller's account, or with
+// ?account=NAME of any account for an administrator.
+func (h *handler) callsPhone(w http.ResponseWriter, r *http.Request) {
+	v := h.cfg.voip
+	if v == nil || v.cfg.Disabled {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoVoIP})
+		return
+	}
+	p, _ := who(r)
+	name := p.account
+	if q := r.URL.Query().Get("account"); q != "" && q != name {
+		if p.role != roleAdmin {
+			writeJSON(w, http.StatusForbidden, errorResponse{Error: "only an administrator may see another account's phone settings"})
+			return
+		}
+		name = q
+	}
+	v.syncUsers()
+	pi, ok := v.phone(name, hostOf(r, localAddr(r)))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorResponse{Error: "account " + name + " has no extension (not an account of this box, or the box has 99 already)"})
+		return
+	}
+	writeJSON(w, http.StatusOK, pi)
+}
+
+func (v *voipService) phone(name, host string) (PhoneInfo, bool) {
+	ext, secret, ok := v.extension(name)
+	if !ok {
+		return PhoneInfo{}, false
+	}
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	return PhoneInfo{Account: name, Extension: ext, User: ext, Password: secret,
+		Server: host + ":" + strconv.Itoa(int(v.sipPort())), Domain: voip.DefaultDomain}, true
+}
+
+// callRow is a record as the page shows it.
+type callRow struct {
+	From, To, Result string
+	Start            time.Time
+	Duration         string
+}
+
+func (h *handler) callsPage(w http.ResponseWriter, r *http.Request) {
+	var ci CallsInfo
+	var phone *PhoneInfo
+	if v := h.cfg.voip; v != nil && !v.cfg.Disabled {
+		ci = v.info()
+		if p, ok := who(r); ok {
+			v.syncUsers()
+			if pi, ok := v.phone(p.account, hostOf(r, localAddr(r))); ok {
+				phone = &pi
+			}
+		}
+	} else {
+		ci.Problem = errNoVoIP
+	}
+	var rows []callRow
+	for i, rec := range ci.Records {
+		if i == 50 {
+			break
+		}
+		d := "–"
+		if rec.Duration > 0 {
+			d = rec.Duration.Round(time.Second).String()
+		}
+		rows = append(rows, callRow{From: rec.From, To: rec.To, Result: rec.Result, Start: rec.Start, Duration: d})
+	}
+	h.render(w, http.StatusOK, h.panel.calls, struct {
+		pageData
+		Info  CallsInfo
+		Phone *PhoneInfo
+		Rows  []callRow
+	}{h.pageFor(r, "Calls", "/calls"), ci, phone, rows})
+}
