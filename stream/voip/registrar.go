@@ -225,3 +225,25 @@ func (s *Server) challenge(req *sip.Request, src peer, ip netip.Addr, now time.T
 	res.AppendHeader(sip.NewHeader("WWW-Authenticate", s.nonces.challenge(s.realm(req), now, ip, stale)))
 	s.send(res, src)
 }
+
+// bindLocal registers contact for user without authentication, for the
+// box's own user agents (the browser bridge); the returned function
+// removes the binding.
+func (s *Server) bindLocal(user string, contact sip.Uri) func() {
+	key := contact.String()
+	b := binding{contact: contact, key: key, expires: time.Unix(1<<40, 0), callID: "local", agent: "browser"}
+	s.reg.mu.Lock()
+	bs := slices.DeleteFunc(s.reg.users[user], func(b binding) bool { return b.key == key })
+	s.reg.users[user] = append(bs, b)
+	s.reg.mu.Unlock()
+	return func() {
+		s.reg.mu.Lock()
+		defer s.reg.mu.Unlock()
+		bs := slices.DeleteFunc(s.reg.users[user], func(b binding) bool { return b.key == key })
+		if len(bs) == 0 {
+			delete(s.reg.users, user)
+		} else {
+			s.reg.users[user] = bs
+		}
+	}
+}
