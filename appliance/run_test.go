@@ -59,6 +59,9 @@ func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	if cfg.VoIP.SIPAddr == "" {
 		cfg.VoIP.SIPAddr = "127.0.0.1:0" // not the host's port 5060
 	}
+	if cfg.VoIP.ICEAddr == "" {
+		cfg.VoIP.ICEAddr = "127.0.0.1:0"
+	}
 	if cfg.AdminTokenFile == "" {
 		cfg.AdminTokenFile = filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(cfg.AdminTokenFile, []byte(testAdminToken), 0o600); err != nil {

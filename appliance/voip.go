@@ -67,6 +67,9 @@ type VoIPConfig struct {
 	// MediaTimeout ends a call whose media stopped; zero means
 	// voip.DefaultMediaTimeout.
 	MediaTimeout time.Duration
+	// ICEAddr is the UDP address of browser media (the softphone on the
+	// Calls page, WebRTC); zero means voip.DefaultICEAddr, "off" none.
+	ICEAddr string
 }
 
 // voipDeps is what telephony reads from the rest of the daemon.
@@ -106,8 +109,10 @@ type voipService struct {
 	mu      sync.Mutex
 	st      voipState
 	srv     *voip.Server // nil while not serving
+	phones  *voip.Phones // nil while not serving or without ICEAddr
 	problem string
-	recent  []voip.Record // newest last
+	recent  []voip.Record         // newest last
+	lines   map[string]*voip.Line // open browser lines, by extension
 }
 
 func openVoIP(cfg VoIPConfig, deps voipDeps, logger *slog.Logger, now func() time.Time) *voipService {
@@ -116,7 +121,7 @@ func openVoIP(cfg VoIPConfig, deps voipDeps, logger *slog.Logger, now func() tim
 		cfg.RecordDays = DefaultCallRecordDays
 	}
 	v := &voipService{cfg: cfg, deps: deps, log: logger.With("component", "voip"), now: now,
-		dir: filepath.Join(deps.stateDir, VoIPDir)}
+		dir: filepath.Join(deps.stateDir, VoIPDir), lines: map[string]*voip.Line{}}
 	if err := v.load(); err != nil {
 		v.problem = err.Error()
 	}
@@ -426,18 +431,32 @@ func (v *voipService) run(ctx context.Context) error {
 				continue
 			}
 		}
+		var phones *voip.Phones
+		if v.cfg.ICEAddr != "off" {
+			phones, err = voip.NewPhones(voip.PhonesConfig{Server: srv, ICEAddr: v.cfg.ICEAddr, Logger: v.log})
+			if err != nil {
+				v.log.Warn("browser phones not available", "err", err)
+			}
+		}
 		v.mu.Lock()
-		v.srv, v.problem = srv, ""
+		v.srv, v.phones, v.problem = srv, phones, ""
 		v.mu.Unlock()
 		v.log.Info("sip listening", "addr", srv.Addr().String())
 		sctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		wg.Go(func() { v.maintain(sctx) })
+		if phones != nil {
+			wg.Go(func() {
+				if err := phones.Run(sctx); err != nil {
+					v.log.Warn("browser phones stopped", "err", err)
+				}
+			})
+		}
 		err = srv.Run(sctx)
 		cancel()
 		wg.Wait()
 		v.mu.Lock()
-		v.srv = nil
+		v.srv, v.phones = nil, nil
 		v.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil

@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -30,7 +32,187 @@ const errNoVoIP = "telephony is off on this box (VoIP disabled), or has not star
 func (h *handler) voipRoutes(member, admin func(http.HandlerFunc) http.HandlerFunc) {
 	h.mux.Handle("/api/v1/calls", member(apiGetOnly(h.callsInfo)))
 	h.mux.Handle("/api/v1/calls/phone", member(apiGetOnly(h.callsPhone)))
+	h.mux.Handle("/api/v1/calls/line", member(apiGetOnly(h.callsLine)))
+	h.mux.Handle("/api/v1/calls/dial", member(h.callsDial))
+	h.mux.Handle("/api/v1/calls/answer", member(h.callsAnswer))
+	h.mux.Handle("/api/v1/calls/hangup", member(h.callsHangup))
 	h.mux.Handle("/calls", getOnly(h.pageAuth(roleMember, h.callsPage)))
+}
+
+// voipOn returns the telephony component, or answers 503 when it is off.
+func (h *handler) voipOn(w http.ResponseWriter) (*voipService, bool) {
+	v := h.cfg.voip
+	if v == nil || v.cfg.Disabled {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoVoIP})
+		return nil, false
+	}
+	return v, true
+}
+
+// line returns the browser line of the caller's account (open while its
+// Calls page is), or answers the request with the reason there is none.
+func (h *handler) line(w http.ResponseWriter, r *http.Request) (*voip.Line, bool) {
+	v, ok := h.voipOn(w)
+	if !ok {
+		return nil, false
+	}
+	p, _ := who(r)
+	ext, _, ok := v.extension(p.account)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorResponse{Error: "account " + p.account + " has no extension on this box"})
+		return nil, false
+	}
+	v.mu.Lock()
+	l := v.lines[ext]
+	v.mu.Unlock()
+	if l == nil {
+		writeJSON(w, http.StatusConflict, errorResponse{Error: "the phone line is not open: open the Calls page (GET /api/v1/calls/line) first"})
+		return nil, false
+	}
+	return l, true
+}
+
+// callsLine opens the caller's phone line and streams its events
+// (server-sent events, one JSON PhoneEvent per message) while it is open.
+func (h *handler) callsLine(w http.ResponseWriter, r *http.Request) {
+	v, ok := h.voipOn(w)
+	if !ok {
+		return
+	}
+	p, _ := who(r)
+	v.syncUsers()
+	ext, _, ok := v.extension(p.account)
+	v.mu.Lock()
+	phones := v.phones
+	v.mu.Unlock()
+	if !ok || phones == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: "browser calls are not available on this box (no extension for " + p.account + ", or WebRTC is off)"})
+		return
+	}
+	l, err := phones.Open(ext)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: err.Error()})
+		return
+	}
+	v.mu.Lock()
+	v.lines[ext] = l
+	v.mu.Unlock()
+	defer func() {
+		v.mu.Lock()
+		if v.lines[ext] == l {
+			delete(v.lines, ext)
+		}
+		v.mu.Unlock()
+		l.Close()
+	}()
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream, not a response
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, "event: line\ndata: {\"extension\":%q}\n\n", ext)
+	_ = rc.Flush()
+	ping := time.NewTicker(25 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-l.Done():
+			return
+		case e := <-l.Events():
+			b, _ := json.Marshal(e)
+			fmt.Fprintf(w, "data: %s\n\n", b)
+		case <-ping.C:
+			fmt.Fprint(w, ": ping\n\n")
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// dialRequest is the body of POST /api/v1/calls/dial.
+type dialRequest struct {
+	To    string `json:"to"`
+	Offer string `json:"offer"`
+}
+
+// answerRequest is the body of POST /api/v1/calls/answer and hangup.
+type answerRequest struct {
+	Call  string `json:"call"`
+	Offer string `json:"offer,omitempty"`
+}
+
+// maxSDPBody bounds the signalling requests.
+const maxSDPBody = 64 << 10
+
+func (h *handler) callsDial(w http.ResponseWriter, r *http.Request) {
+	var req dialRequest
+	if !decodeJSONPost(w, r, maxSDPBody, &req, `{"to":"412001","offer":"v=0..."}`) {
+		return
+	}
+	if !validExtension(req.To) || req.Offer == "" {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: "give \"to\" (an extension: digits) and \"offer\" (the browser's SDP offer)"})
+		return
+	}
+	l, ok := h.line(w, r)
+	if !ok {
+		return
+	}
+	call, answer, err := l.Dial(req.To, req.Offer)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"call": call, "answer": answer})
+}
+
+func (h *handler) callsAnswer(w http.ResponseWriter, r *http.Request) {
+	var req answerRequest
+	if !decodeJSONPost(w, r, maxSDPBody, &req, `{"call":"...","offer":"v=0..."}`) {
+		return
+	}
+	l, ok := h.line(w, r)
+	if !ok {
+		return
+	}
+	answer, err := l.Answer(req.Call, req.Offer)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"call": req.Call, "answer": answer})
+}
+
+func (h *handler) callsHangup(w http.ResponseWriter, r *http.Request) {
+	var req answerRequest
+	if !decodeJSONPost(w, r, 4<<10, &req, `{"call":"..."}`) {
+		return
+	}
+	l, ok := h.line(w, r)
+	if !ok {
+		return
+	}
+	if err := l.Hangup(req.Call); err != nil {
+		writeJSON(w, http.StatusNotFound, errorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"call": req.Call})
+}
+
+// validExtension reports whether s looks like an extension (or a room
+// number): 2 to 15 digits.
+func validExtension(s string) bool {
+	if len(s) < 2 || len(s) > 15 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // CallsInfo is the body of GET /api/v1/calls.
@@ -89,11 +271,9 @@ func (v *voipService) info() CallsInfo {
 }
 
 func (h *handler) callsInfo(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.voip == nil || h.cfg.voip.cfg.Disabled {
-		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoVoIP})
-		return
+	if v, ok := h.voipOn(w); ok {
+		writeJSON(w, http.StatusOK, v.info())
 	}
-	writeJSON(w, http.StatusOK, h.cfg.voip.info())
 }
 
 // PhoneInfo is the body of GET /api/v1/calls/phone: how to set up a SIP
@@ -112,9 +292,8 @@ type PhoneInfo struct {
 // callsPhone returns the SIP settings of the caller's account, or with
 // ?account=NAME of any account for an administrator.
 func (h *handler) callsPhone(w http.ResponseWriter, r *http.Request) {
-	v := h.cfg.voip
-	if v == nil || v.cfg.Disabled {
-		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: errNoVoIP})
+	v, ok := h.voipOn(w)
+	if !ok {
 		return
 	}
 	p, _ := who(r)

@@ -1,19 +1,16 @@
 package meshtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 
 	"testing"
 	"time"
 
 	"github.com/cloudbox/cloudbox/internal/netnstest"
-	"github.com/cloudbox/cloudbox/internal/testenv"
+	"github.com/cloudbox/cloudbox/internal/sipptest"
 )
 
 // callsInfo is the part of GET /api/v1/calls the test reads.
@@ -66,66 +63,6 @@ func addPhoneUser(t *testing.T, b *box, name string) phoneInfo {
 	return p
 }
 
-// sipp runs sipp in ns with a scenario of stream/voip/testdata whose
-// [NAME] placeholders are replaced by keys; the returned function waits
-// for it and fails the test unless every call of the scenario succeeded.
-func sipp(t *testing.T, ctx context.Context, ns *netnstest.NS, scenario string, keys map[string]string, args ...string) func(time.Duration) {
-	t.Helper()
-	text, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "stream", "voip", "testdata", scenario))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range keys {
-		text = bytes.ReplaceAll(text, []byte("["+k+"]"), []byte(v))
-	}
-	dir := t.TempDir()
-	sf := filepath.Join(dir, scenario)
-	if err := os.WriteFile(sf, text, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := new(netnstest.Buffer)
-	cmd := ns.Command(ctx, append([]string{"sipp", "-sf", sf, "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "err.log")}, args...)...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.WaitDelay = dir, out, out, time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting sipp %s: %v", scenario, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
-	return func(timeout time.Duration) {
-		t.Helper()
-		select {
-		case err := <-done:
-			done <- err
-			if err != nil {
-				errs, _ := os.ReadFile(filepath.Join(dir, "err.log"))
-				t.Fatalf("sipp %s: %v\n%s\n%s", scenario, err, tail(out.String(), 2000), tail(string(errs), 2000))
-			}
-		case <-time.After(timeout):
-			t.Fatalf("sipp %s did not finish in %v\n%s", scenario, timeout, tail(out.String(), 2000))
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// toneFile writes 6 s of G.711 u-law silence for sipp's rtp_stream.
-func toneFile(t *testing.T) string {
-	p := filepath.Join(t.TempDir(), "tone.ulaw")
-	if err := os.WriteFile(p, bytes.Repeat([]byte{0xff}, 6*8000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestVoIPAcrossBoxes: a SIP phone (sipp) registers with box A and calls
 // an extension whose phone registered with box B. A finds B in the
 // catalog and proxies the call over the overlay; both boxes anchor the
@@ -161,19 +98,19 @@ func TestVoIPAcrossBoxes(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	tone := toneFile(t)
+	tone := sipptest.Tone(t, 6)
 	reg := func(ns *netnstest.NS, p phoneInfo, ip, from, contact string) {
-		sipp(t, ctx, ns, "register.xml", map[string]string{"user": p.User, "cport": contact, "domain": "cloudbox"},
-			ip+":5060", "-i", ip, "-p", from, "-au", p.User, "-ap", p.Password, "-m", "1", "-timeout", "10s")(15 * time.Second)
+		sipptest.Start(t, ctx, ns.Command, "register.xml", map[string]string{"user": p.User, "cport": contact, "domain": "cloudbox"},
+			ip+":5060", "-i", ip, "-p", from, "-au", p.User, "-ap", p.Password, "-m", "1", "-timeout", "10s").Wait(t, 15*time.Second)
 	}
 	reg(b.ns, bob, "192.0.2.2", "5071", "5072")
 	reg(a.ns, alice, "192.0.2.1", "5070", "5070")
 
-	uasDone := sipp(t, ctx, b.ns, "uas.xml", map[string]string{"tone": tone},
+	uas := sipptest.Start(t, ctx, b.ns.Command, "uas.xml", map[string]string{"tone": tone},
 		"-i", "192.0.2.2", "-p", "5072", "-mi", "192.0.2.2", "-mp", "6000", "-m", "1", "-timeout", "60s")
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
-	uacDone := sipp(t, ctx, a.ns, "uac.xml", map[string]string{"tone": tone, "caller": alice.User, "callee": bob.Extension, "domain": "cloudbox"},
+	uac := sipptest.Start(t, ctx, a.ns.Command, "uac.xml", map[string]string{"tone": tone, "caller": alice.User, "callee": bob.Extension, "domain": "cloudbox"},
 		"192.0.2.1:5060", "-i", "192.0.2.1", "-p", "5070", "-mi", "192.0.2.1", "-mp", "6000", "-m", "1", "-d", "4000", "-timeout", "60s")
 
 	// RTP both ways through both boxes' relays.
@@ -191,8 +128,8 @@ func TestVoIPAcrossBoxes(t *testing.T) {
 		})
 	}
 	t.Logf("call up with media both ways on both boxes %v after the INVITE", time.Since(start).Round(time.Millisecond))
-	uacDone(30 * time.Second)
-	uasDone(10 * time.Second)
+	uac.Wait(t, 30*time.Second)
+	uas.Wait(t, 10*time.Second)
 	// BYE tore it down on both sides.
 	for _, x := range []*box{a, b} {
 		netnstest.WaitFor(t, 5*time.Second, func() string {

@@ -231,7 +231,7 @@ func (s *Server) challenge(req *sip.Request, src peer, ip netip.Addr, now time.T
 // removes the binding.
 func (s *Server) bindLocal(user string, contact sip.Uri) func() {
 	key := contact.String()
-	b := binding{contact: contact, key: key, expires: time.Unix(1<<40, 0), callID: "local", agent: "browser"}
+	b := binding{contact: contact, key: key, expires: s.now().AddDate(50, 0, 0), callID: "local", agent: "browser"}
 	s.reg.mu.Lock()
 	bs := slices.DeleteFunc(s.reg.users[user], func(b binding) bool { return b.key == key })
 	s.reg.users[user] = append(bs, b)

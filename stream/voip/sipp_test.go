@@ -1,100 +1,15 @@
 package voip
 
 import (
-	"bytes"
 	"context"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/cloudbox/cloudbox/internal/testenv"
+	"github.com/cloudbox/cloudbox/internal/sipptest"
 )
-
-// startSipp runs the sipp tool with a scenario from testdata, its [NAME]
-// placeholders replaced by keys.
-type sippRun struct {
-	cmd  *exec.Cmd
-	out  lockedBuffer
-	done chan error
-}
-
-// lockedBuffer is a bytes.Buffer written by a process and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func startSipp(t *testing.T, ctx context.Context, scenario string, keys map[string]string, args ...string) *sippRun {
-	t.Helper()
-	bin := testenv.RequireCommand(t, "sipp", "sip-tester")
-	text, err := os.ReadFile(filepath.Join("testdata", scenario))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range keys { // sipp does not expand -key values inside actions
-		text = bytes.ReplaceAll(text, []byte("["+k+"]"), []byte(v))
-	}
-	sf := filepath.Join(t.TempDir(), scenario)
-	if err := os.WriteFile(sf, text, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	all := []string{"-sf", sf, "-nostdin", "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log")}
-	all = append(all, args...)
-	r := &sippRun{done: make(chan error, 1)}
-	r.cmd = exec.CommandContext(ctx, bin, all...)
-	r.cmd.Dir = t.TempDir()
-	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
-	r.cmd.WaitDelay = time.Second
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("starting sipp %s: %v", scenario, err)
-	}
-	go func() { r.done <- r.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = r.cmd.Process.Kill()
-		<-r.done
-		r.done <- nil
-	})
-	return r
-}
-
-// wait waits for sipp to end and fails the test unless it exited 0 (every
-// call of the scenario succeeded).
-func (r *sippRun) wait(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	select {
-	case err := <-r.done:
-		r.done <- err
-		if err != nil {
-			t.Fatalf("sipp %v: %v\n%s", r.cmd.Args[1:3], err, tail(r.out.String(), 3000))
-		}
-	case <-time.After(timeout):
-		t.Fatalf("sipp %v did not finish in %v\n%s", r.cmd.Args[1:3], timeout, tail(r.out.String(), 3000))
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
 
 // freePorts returns n UDP ports free on ip (even ones, so that media port
 // +1 and +2 are likely free as well).
@@ -117,15 +32,6 @@ func freePorts(t *testing.T, ip string, n int) []int {
 		c.Close()
 	}
 	return ports
-}
-
-// toneFile writes 4 s of G.711 u-law silence for sipp's rtp_stream.
-func toneFile(t *testing.T) string {
-	p := filepath.Join(t.TempDir(), "tone.ulaw")
-	if err := os.WriteFile(p, bytes.Repeat([]byte{0xff}, 4*8000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // records collects call detail records.
@@ -197,27 +103,24 @@ func TestSippCall(t *testing.T) {
 	proxy := s.Addr().String()
 	ports := freePorts(t, "127.0.0.1", 5)
 	uport, umedia, rport, cport, cmedia := ports[0], ports[1], ports[2], ports[3], ports[4]
-	tone := toneFile(t)
+	tone := sipptest.Tone(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	reg := startSipp(t, ctx, "register.xml", map[string]string{"user": "201", "cport": strconv.Itoa(uport), "domain": "cloudbox.test"},
+	reg := sipptest.Start(t, ctx, nil, "register.xml", map[string]string{"user": "201", "cport": strconv.Itoa(uport), "domain": "cloudbox.test"},
 		proxy, "-i", "127.0.0.1", "-p", strconv.Itoa(rport), "-au", "201", "-ap", "secret-201", "-m", "1", "-timeout", "10s")
-	reg.wait(t, 15*time.Second)
+	reg.Wait(t, 15*time.Second)
 	if !s.Registered("201") {
 		t.Fatalf("201 not registered: %+v", s.Registrations())
 	}
-	uas := startSipp(t, ctx, "uas.xml", map[string]string{"tone": tone},
+	uas := sipptest.Start(t, ctx, nil, "uas.xml", map[string]string{"tone": tone},
 		"-i", "127.0.0.1", "-p", strconv.Itoa(uport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(umedia), "-m", "1", "-timeout", "30s")
 	time.Sleep(200 * time.Millisecond)
-	uac := startSipp(t, ctx, "uac.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
+	uac := sipptest.Start(t, ctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
 		proxy, "-i", "127.0.0.1", "-p", strconv.Itoa(cport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmedia),
 		"-m", "1", "-d", "3000", "-timeout", "30s")
 
 	var during []Call
-	defer func() {
-		t.Logf("calls: %+v relay: %+v\nuac: %s\nuas: %s", during, s.Relay().Stats(), tail(uac.out.String(), 1500), tail(uas.out.String(), 1500))
-	}()
 	waitFor(t, 10*time.Second, "relayed RTP both ways", func() bool {
 		during = s.Calls()
 		return len(during) == 1 && during[0].State == StateActive && during[0].PacketsFrom >= 50 && during[0].PacketsTo >= 50
@@ -225,8 +128,8 @@ func TestSippCall(t *testing.T) {
 	if c := during[0]; c.From != "100" || c.To != "201" {
 		t.Errorf("call = %+v, want from 100 to 201", c)
 	}
-	uac.wait(t, 20*time.Second)
-	uas.wait(t, 10*time.Second)
+	uac.Wait(t, 20*time.Second)
+	uas.Wait(t, 10*time.Second)
 	waitFor(t, 2*time.Second, "the call to end", func() bool { return len(s.Calls()) == 0 })
 	if st := s.Relay().Stats(); st.Ports != 0 || st.Packets < 200 {
 		t.Errorf("relay after the call: %+v, want no ports in use and >= 200 packets relayed", st)
