@@ -63,6 +63,7 @@ type panel struct {
 	accounts  *template.Template
 	gateway   *template.Template
 	calls     *template.Template
+	room      *template.Template
 }
 
 func newPanel(staticURL func(string) (string, error)) (*panel, error) {
@@ -101,7 +102,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 	}{
 		{&p.notFound, "notfound.html"}, {&p.login, "login.html"}, {&p.message, "message.html"},
 		{&p.setup, "setup.html"}, {&p.progress, "progress.html"}, {&p.accounts, "accounts.html"},
-		{&p.gateway, "gateway.html"}, {&p.calls, "calls.html"},
+		{&p.gateway, "gateway.html"}, {&p.calls, "calls.html"}, {&p.room, "room.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

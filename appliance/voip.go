@@ -113,6 +113,15 @@ type voipService struct {
 	problem string
 	recent  []voip.Record         // newest last
 	lines   map[string]*voip.Line // open browser lines, by extension
+	rooms   map[string]roomEntry  // conference rooms made here, by token
+}
+
+// roomEntry is a conference room made on the panel; its token is in the
+// room's link, which is all it takes to join.
+type roomEntry struct {
+	Title   string    `json:"title"`
+	Owner   string    `json:"owner"`
+	Created time.Time `json:"created"`
 }
 
 func openVoIP(cfg VoIPConfig, deps voipDeps, logger *slog.Logger, now func() time.Time) *voipService {
@@ -121,7 +130,7 @@ func openVoIP(cfg VoIPConfig, deps voipDeps, logger *slog.Logger, now func() tim
 		cfg.RecordDays = DefaultCallRecordDays
 	}
 	v := &voipService{cfg: cfg, deps: deps, log: logger.With("component", "voip"), now: now,
-		dir: filepath.Join(deps.stateDir, VoIPDir), lines: map[string]*voip.Line{}}
+		dir: filepath.Join(deps.stateDir, VoIPDir), lines: map[string]*voip.Line{}, rooms: map[string]roomEntry{}}
 	if err := v.load(); err != nil {
 		v.problem = err.Error()
 	}

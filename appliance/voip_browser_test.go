@@ -46,54 +46,10 @@ func freeUDPPort(t *testing.T) int {
 //	chromium ──WebRTC (ICE 127.0.0.1)──► bridge ──SIP/RTP──► proxy+relay 127.0.0.1 ──► sipp
 func TestSoftphoneBrowser(t *testing.T) {
 	testenv.RequireCommand(t, "sipp", "sip-tester")
-	dir := t.TempDir()
-	accs, err := openAccounts(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const pw = "a long enough password"
-	for _, a := range [][2]string{{"admin", roleAdmin}, {"alice", roleMember}, {"bob", roleMember}} {
-		if err := accs.setAccount(a[0], a[1], pw, false, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := accs.finishSetup(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(t.Context())
-	wait := runAsync(t, ctx, Config{StateDir: dir, Listener: ln})
-	defer func() {
-		cancel()
-		if err := wait(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	api := func(path string, v any) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-		req.Header.Set("Authorization", "Bearer "+testAdminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if err := decodeBody(resp, v); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-	}
+	base, api := voipDaemon(t, pw)
 	var info CallsInfo
-	netnstest.WaitFor(t, 10*time.Second, func() string {
-		api("/api/v1/calls", &info)
-		if !info.Running {
-			return "sip not running: " + info.Problem
-		}
-		return ""
-	})
+	api("/api/v1/calls", &info)
 	var alice, bob PhoneInfo
 	api("/api/v1/calls/phone?account=alice", &alice)
 	api("/api/v1/calls/phone?account=bob", &bob)
@@ -164,6 +120,138 @@ func TestSoftphoneBrowser(t *testing.T) {
 	if len(info.Calls) != 0 || len(info.Records) < 2 || info.Records[0].Result != "answered" || info.Records[1].Result != "answered" {
 		t.Fatalf("after both calls: calls %+v records %+v", info.Calls, info.Records)
 	}
+}
+
+// voipDaemon runs a daemon on loopback whose setup is done, with accounts
+// admin, alice and bob (password pw); it returns the panel's URL and a GET
+// of its API with the administrator's token.
+func voipDaemon(t *testing.T, pw string) (string, func(string, any)) {
+	t.Helper()
+	dir := t.TempDir()
+	accs, err := openAccounts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range [][2]string{{"admin", roleAdmin}, {"alice", roleMember}, {"bob", roleMember}} {
+		if err := accs.setAccount(a[0], a[1], pw, false, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := accs.finishSetup(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := runAsync(t, ctx, Config{StateDir: dir, Listener: ln})
+	t.Cleanup(func() {
+		cancel()
+		if err := wait(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	api := func(path string, v any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := decodeBody(resp, v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	netnstest.WaitFor(t, 10*time.Second, func() string {
+		var info CallsInfo
+		api("/api/v1/calls", &info)
+		if !info.Running {
+			return "sip not running: " + info.Problem
+		}
+		return ""
+	})
+	return base, api
+}
+
+// TestRoomBrowsers: three headless Chromium tabs join a conference room
+// by its link; each receives the other two (RTP on two of its receive
+// transceivers), and the box forwarded to each.
+func TestRoomBrowsers(t *testing.T) {
+	base, api := voipDaemon(t, "a long enough password")
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/rooms", strings.NewReader(`{"title":"Weekly meeting"}`))
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made struct{ Room, Link string }
+	if err := decodeBody(resp, &made); err != nil || made.Link == "" {
+		t.Fatalf("making a room: %v %+v", err, made)
+	}
+	resp.Body.Close()
+
+	b := browsertest.Start(t)
+	var pages []*browsertest.Page
+	for i, name := range []string{"ana", "ben", "cai"} {
+		p, err := b.NewPage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Navigate(t.Context(), base+made.Link); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Eval(t.Context(), fakeMic+fmt.Sprintf(`; document.querySelector("#room-name").value = %q; true`, name), nil); err != nil {
+			t.Fatal(err)
+		}
+		click(t, p, "#room-join")
+		if err := p.WaitFor(t.Context(), 15*time.Second, `window.cbRoom.joined`); err != nil {
+			var st string
+			_ = p.Eval(t.Context(), `window.cbRoom.state`, &st)
+			t.Fatalf("participant %d did not join: %v (%s)", i, err, st)
+		}
+		pages = append(pages, p)
+	}
+	// Each hears the two others: two receive transceivers with packets.
+	const voices = `(async () => { let n = 0; (await window.cbRoom.pc.getStats()).forEach(r => {
+	  if (r.type === 'inbound-rtp' && r.packetsReceived >= 25) n++; }); return n; })()`
+	for i, p := range pages {
+		netnstest.WaitFor(t, 20*time.Second, func() string {
+			var n int
+			if err := p.Eval(t.Context(), voices, &n); err != nil {
+				return err.Error()
+			}
+			if n != 2 {
+				return fmt.Sprintf("participant %d receives %d voices, want 2", i, n)
+			}
+			return ""
+		})
+	}
+	var info CallsInfo
+	api("/api/v1/calls", &info)
+	if len(info.Rooms) != 1 || len(info.Rooms[0].Participants) != 3 {
+		t.Fatalf("rooms = %+v, want one with 3 participants", info.Rooms)
+	}
+	for _, p := range info.Rooms[0].Participants {
+		if p.Sent == 0 || p.Received == 0 {
+			t.Errorf("participant %+v: nothing forwarded", p)
+		}
+	}
+	// Leaving frees the room.
+	for _, p := range pages {
+		click(t, p, "#room-leave")
+	}
+	netnstest.WaitFor(t, 10*time.Second, func() string {
+		api("/api/v1/calls", &info)
+		if len(info.Rooms) != 0 {
+			return fmt.Sprintf("rooms left: %+v", info.Rooms)
+		}
+		return ""
+	})
 }
 
 // click clicks the element as a person would (CDP input events), so that

@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -37,6 +39,138 @@ func (h *handler) voipRoutes(member, admin func(http.HandlerFunc) http.HandlerFu
 	h.mux.Handle("/api/v1/calls/answer", member(h.callsAnswer))
 	h.mux.Handle("/api/v1/calls/hangup", member(h.callsHangup))
 	h.mux.Handle("/calls", getOnly(h.pageAuth(roleMember, h.callsPage)))
+	h.mux.Handle("/api/v1/rooms", member(h.roomsCreate))
+	h.mux.HandleFunc("/api/v1/rooms/{room}/join", h.roomJoin)
+	h.mux.HandleFunc("/api/v1/rooms/{room}/leave", h.roomLeave)
+	h.mux.Handle("/room/{room}", getOnly(h.optionalAuth(h.roomPage)))
+}
+
+// maxRoomsMade bounds the rooms a box keeps.
+const maxRoomsMade = 256
+
+// roomsCreate makes a conference room (POST {"title": "..."}) and returns
+// its link.
+func (h *handler) roomsCreate(w http.ResponseWriter, r *http.Request) {
+	v, ok := h.voipOn(w)
+	if !ok {
+		return
+	}
+	var req struct {
+		Title string `json:"title"`
+	}
+	if !decodeJSONPost(w, r, 4<<10, &req, `{"title":"Weekly meeting"}`) {
+		return
+	}
+	req.Title = strings.TrimSpace(req.Title)
+	if req.Title == "" || len(req.Title) > 80 {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: "give the room a title of 1 to 80 characters"})
+		return
+	}
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorResponse{Error: err.Error()})
+		return
+	}
+	token := hex.EncodeToString(b[:])
+	p, _ := who(r)
+	v.mu.Lock()
+	if len(v.rooms) >= maxRoomsMade {
+		v.mu.Unlock()
+		writeJSON(w, http.StatusConflict, errorResponse{Error: "this box has too many rooms; ask an administrator to restart telephony"})
+		return
+	}
+	v.rooms[token] = roomEntry{Title: req.Title, Owner: p.account, Created: v.now()}
+	v.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{"room": token, "title": req.Title, "link": "/room/" + token})
+}
+
+// room returns the room of the request's path and the rooms engine, or
+// answers 404/503.
+func (h *handler) room(w http.ResponseWriter, r *http.Request) (string, roomEntry, *voip.Rooms, bool) {
+	v, ok := h.voipOn(w)
+	if !ok {
+		return "", roomEntry{}, nil, false
+	}
+	token := r.PathValue("room")
+	v.mu.Lock()
+	e, found := v.rooms[token]
+	phones := v.phones
+	v.mu.Unlock()
+	if !found {
+		writeJSON(w, http.StatusNotFound, errorResponse{Error: "no such room on this box: check the link"})
+		return "", roomEntry{}, nil, false
+	}
+	if phones == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: "rooms are not available on this box (WebRTC is off)"})
+		return "", roomEntry{}, nil, false
+	}
+	return token, e, phones.Rooms(), true
+}
+
+// roomJoin joins a room (POST {"name": "...", "offer": "v=0..."}); the
+// link is the capability, no account is needed.
+func (h *handler) roomJoin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name  string `json:"name"`
+		Offer string `json:"offer"`
+	}
+	if !decodeJSONPost(w, r, maxSDPBody, &req, `{"name":"Ana","offer":"v=0..."}`) {
+		return
+	}
+	token, _, rooms, ok := h.room(w, r)
+	if !ok {
+		return
+	}
+	name := cutUTF8(strings.TrimSpace(req.Name), 40)
+	if name == "" {
+		name = "guest"
+	}
+	id, answer, err := rooms.Join(token, name, req.Offer)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "answer": answer})
+}
+
+func (h *handler) roomLeave(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID string `json:"id"`
+	}
+	if !decodeJSONPost(w, r, 4<<10, &req, `{"id":"..."}`) {
+		return
+	}
+	token, _, rooms, ok := h.room(w, r)
+	if !ok {
+		return
+	}
+	if err := rooms.Leave(token, req.ID); err != nil {
+		writeJSON(w, http.StatusNotFound, errorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": req.ID})
+}
+
+func (h *handler) roomPage(w http.ResponseWriter, r *http.Request) {
+	v := h.cfg.voip
+	token := r.PathValue("room")
+	var e roomEntry
+	found := false
+	if v != nil {
+		v.mu.Lock()
+		e, found = v.rooms[token]
+		v.mu.Unlock()
+	}
+	if !found {
+		h.notFound(w, r)
+		return
+	}
+	h.render(w, http.StatusOK, h.panel.room, struct {
+		pageData
+		Room  string
+		Title string
+		Slots int
+	}{h.pageFor(r, e.Title, ""), token, e.Title, voip.MaxRoomSize - 1})
 }
 
 // voipOn returns the telephony component, or answers 503 when it is off.
@@ -232,8 +366,19 @@ type CallsInfo struct {
 	Registrations []voip.Registration `json:"registrations"`
 	// Directory lists the community's extensions.
 	Directory []DirectoryEntry `json:"directory"`
+	// Rooms are the conference rooms in progress (by the token of their
+	// link) and RoomLinks the rooms made here.
+	Rooms     []voip.RoomInfo `json:"rooms"`
+	RoomLinks []RoomLink      `json:"room_links"`
 	// Relay counts the media relay's packets.
 	Relay *voip.RelayStats `json:"relay,omitempty"`
+}
+
+// RoomLink is a conference room made on this box.
+type RoomLink struct {
+	Title string `json:"title"`
+	Link  string `json:"link"`
+	Owner string `json:"owner"`
 }
 
 // DirectoryEntry is an extension of the community.
@@ -244,9 +389,13 @@ type DirectoryEntry struct {
 }
 
 func (v *voipService) info() CallsInfo {
-	ci := CallsInfo{Calls: []voip.Call{}, Records: []voip.Record{}, Registrations: []voip.Registration{}, Directory: []DirectoryEntry{}}
+	ci := CallsInfo{Calls: []voip.Call{}, Records: []voip.Record{}, Registrations: []voip.Registration{}, Directory: []DirectoryEntry{},
+		Rooms: []voip.RoomInfo{}, RoomLinks: []RoomLink{}}
 	v.mu.Lock()
-	srv, problem := v.srv, v.problem
+	srv, problem, phones := v.srv, v.problem, v.phones
+	for token, e := range v.rooms {
+		ci.RoomLinks = append(ci.RoomLinks, RoomLink{Title: e.Title, Link: "/room/" + token, Owner: e.Owner})
+	}
 	ci.Prefix = v.st.Prefix
 	recs := slices.Clone(v.recent)
 	v.mu.Unlock()
@@ -261,6 +410,10 @@ func (v *voipService) info() CallsInfo {
 		st := srv.Relay().Stats()
 		ci.Relay = &st
 	}
+	if phones != nil {
+		ci.Rooms = append(ci.Rooms, phones.Rooms().List()...)
+	}
+	slices.SortFunc(ci.RoomLinks, func(a, b RoomLink) int { return strings.Compare(a.Title, b.Title) })
 	for _, r := range v.deps.records(voipType) {
 		if ext := r.TXT["ext"]; ext != "" {
 			ci.Directory = append(ci.Directory, DirectoryEntry{Extension: ext, Name: r.TXT["name"], Box: r.OwnerName})

@@ -67,6 +67,7 @@ type Phones struct {
 	dc     *sipgo.DialogClientCache
 	ds     *sipgo.DialogServerCache
 	self   netip.AddrPort // the bridge's SIP address
+	rooms  *Rooms
 
 	// mu guards the following.
 	mu     sync.Mutex
@@ -90,10 +91,12 @@ func NewPhones(cfg PhonesConfig) (*Phones, error) {
 			return nil, fmt.Errorf("listening for webrtc media: %w", err)
 		}
 	}
-	if p.api, p.mux = newWebRTCAPI(p.iceC, false); p.api == nil {
-		p.iceC.Close()
+	p.mux = webrtc.NewICEUDPMux(nil, p.iceC)
+	if p.api = newWebRTCAPI(p.mux, false); p.api == nil {
+		p.closeMedia()
 		return nil, errors.New("webrtc setup failed")
 	}
+	p.rooms = NewRooms(p.mux, p.log)
 	p.sipC, err = net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		p.closeMedia()
@@ -135,7 +138,7 @@ func NewPhones(cfg PhonesConfig) (*Phones, error) {
 // newWebRTCAPI makes the pion API of the bridge and the rooms: G.711
 // u-law (bridge) or Opus and VP8 (rooms), media on one muxed UDP socket,
 // host candidates only, no mDNS.
-func newWebRTCAPI(conn net.PacketConn, rooms bool) (*webrtc.API, ice.UDPMux) {
+func newWebRTCAPI(mux ice.UDPMux, rooms bool) *webrtc.API {
 	m := &webrtc.MediaEngine{}
 	codecs := []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}, PayloadType: 0}}
 	if rooms {
@@ -146,22 +149,26 @@ func newWebRTCAPI(conn net.PacketConn, rooms bool) (*webrtc.API, ice.UDPMux) {
 	}
 	for _, c := range codecs {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
-			return nil, nil
+			return nil
 		}
 	}
 	if rooms {
 		if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, nil
+			return nil
 		}
 	}
 	var se webrtc.SettingEngine
-	mux := webrtc.NewICEUDPMux(nil, conn)
 	se.SetICEUDPMux(mux)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetIncludeLoopbackCandidate(true)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)), mux
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
 }
+
+func newRoomsAPI(mux ice.UDPMux) *webrtc.API { return newWebRTCAPI(mux, true) }
+
+// Rooms are the conference rooms, on the same media port.
+func (p *Phones) Rooms() *Rooms { return p.rooms }
 
 func (p *Phones) closeMedia() {
 	if p.mux != nil {
@@ -194,7 +201,7 @@ func (p *Phones) Run(ctx context.Context) error {
 		l.close()
 	}
 	p.wg.Wait()
-	err := errors.Join(p.ua.Close(), p.sipC.Close())
+	err := errors.Join(p.rooms.Close(), p.ua.Close(), p.sipC.Close())
 	<-done
 	p.closeMedia()
 	return err
