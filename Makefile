@@ -66,8 +66,8 @@ clean:
 	rm -rf $(OUT)
 
 # Peer benchmarks (root; see bench/README.md). Not part of `make test`.
-.PHONY: bench bench-overlay bench-dns bench-proxy
-bench: bench-overlay bench-dns bench-proxy
+.PHONY: bench bench-overlay bench-dns bench-proxy bench-voip
+bench: bench-overlay bench-dns bench-proxy bench-voip
 
 bench-overlay:
 	@bash bench/overlay.sh
@@ -77,3 +77,6 @@ bench-dns:
 
 bench-proxy:
 	@bash bench/proxy.sh
+
+bench-voip:
+	@bash bench/voip.sh
