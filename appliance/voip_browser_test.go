@@ -18,12 +18,6 @@ import (
 	"github.com/cloudbox/cloudbox/internal/testenv"
 )
 
-// fakeMic replaces the microphone with a generated tone (headless Chromium
-// has none).
-const fakeMic = `navigator.mediaDevices.getUserMedia = async () => {
-  const ac = new AudioContext(); const o = ac.createOscillator(); const d = ac.createMediaStreamDestination();
-  o.connect(d); o.start(); return d.stream; }; true`
-
 // inboundPackets counts the RTP packets the page's call received.
 const inboundPackets = `(async () => { const pc = window.cbPhone && window.cbPhone.pc; if (!pc) return 0;
   let n = 0; (await pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp') n += r.packetsReceived; }); return n; })()`
@@ -69,7 +63,7 @@ func TestSoftphoneBrowser(t *testing.T) {
 	if err := p.WaitFor(t.Context(), 10*time.Second, `location.pathname === "/calls" && window.cbPhone && window.cbPhone.ready`); err != nil {
 		t.Fatalf("the Calls page did not open alice's line: %v", err)
 	}
-	if err := p.Eval(t.Context(), fakeMic, nil); err != nil {
+	if err := p.Eval(t.Context(), browsertest.FakeMicrophone, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -205,7 +199,7 @@ func TestRoomBrowsers(t *testing.T) {
 		if err := p.Navigate(t.Context(), base+made.Link); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Eval(t.Context(), fakeMic+fmt.Sprintf(`; document.querySelector("#room-name").value = %q; true`, name), nil); err != nil {
+		if err := p.Eval(t.Context(), browsertest.FakeMicrophone+fmt.Sprintf(`; document.querySelector("#room-name").value = %q; true`, name), nil); err != nil {
 			t.Fatal(err)
 		}
 		click(t, p, "#room-join")
@@ -254,18 +248,10 @@ func TestRoomBrowsers(t *testing.T) {
 	})
 }
 
-// click clicks the element as a person would (CDP input events), so that
-// the page has a user activation and its audio may start.
 func click(t *testing.T, p *browsertest.Page, sel string) {
 	t.Helper()
-	var xy []float64
-	if err := p.Eval(t.Context(), fmt.Sprintf(`(() => { const r = document.querySelector(%q).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`, sel), &xy); err != nil || len(xy) != 2 {
-		t.Fatalf("finding %s: %v", sel, err)
-	}
-	for _, typ := range []string{"mousePressed", "mouseReleased"} {
-		if err := p.Call(t.Context(), "Input.dispatchMouseEvent", map[string]any{"type": typ, "x": xy[0], "y": xy[1], "button": "left", "clickCount": 1}, nil); err != nil {
-			t.Fatalf("clicking %s: %v", sel, err)
-		}
+	if err := p.Click(t.Context(), sel); err != nil {
+		t.Fatal(err)
 	}
 }
 
