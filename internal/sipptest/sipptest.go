@@ -7,7 +7,8 @@
 //
 // Scenarios: register.xml ([user], [domain], [cport]: the contact port;
 // credentials by -au/-ap), uac.xml ([caller], [callee], [domain], [tone]:
-// hangs up after -d), uas.xml ([tone]: answers one call, waits for BYE).
+// hangs up after -d), uac_bye.xml (as uac.xml, but waits for the BYE),
+// uas.xml ([tone]: answers one call, waits for BYE).
 package sipptest
 
 import (
@@ -31,6 +32,7 @@ var scenarios embed.FS
 type Run struct {
 	name string
 	dir  string
+	cmd  *exec.Cmd
 	out  netnstest.Buffer
 	done chan error
 }
@@ -62,6 +64,7 @@ func Start(t testing.TB, ctx context.Context, cmd Command, scenario string, keys
 	}
 	c := cmd(ctx, append([]string{bin, "-sf", sf, "-nostdin", "-trace_err", "-error_file", filepath.Join(r.dir, "err.log")}, args...)...)
 	c.Dir, c.Stdout, c.Stderr, c.WaitDelay = r.dir, &r.out, &r.out, time.Second
+	r.cmd = c
 	if err := c.Start(); err != nil {
 		t.Fatalf("starting sipp %s: %v", scenario, err)
 	}
@@ -86,6 +89,13 @@ func (r *Run) Wait(t testing.TB, timeout time.Duration) {
 		}
 	case <-time.After(timeout):
 		t.Fatalf("sipp %s did not finish in %v\n%s", r.name, timeout, tail(r.out.String()))
+	}
+}
+
+// Kill stops SIPp at once, as a phone that loses power.
+func (r *Run) Kill() {
+	if r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
 	}
 }
 

@@ -162,9 +162,11 @@ const (
 )
 
 // janitor ends calls that cannot be going on any more: unanswered for too
-// long, or answered with media that stopped (a phone or a box gone).
+// long, or answered with media that stopped from one side for
+// MediaTimeout (a phone or a box gone; a phone that holds the call
+// without sending is taken for gone as well).
 func (s *Server) janitor(ctx context.Context) {
-	tick := time.NewTicker(janitorEvery)
+	tick := time.NewTicker(min(janitorEvery, s.cfg.MediaTimeout/2))
 	defer tick.Stop()
 	for {
 		select {
@@ -184,7 +186,7 @@ func (s *Server) sweep() {
 		switch {
 		case c.answered.IsZero() && now.Sub(c.start) > ringTimeout:
 			stale = append(stale, c)
-		case !c.answered.IsZero() && c.media != nil && now.Sub(c.media.LastPacket()) > s.cfg.MediaTimeout:
+		case !c.answered.IsZero() && c.media != nil && c.media.Silent(time.Now()) > s.cfg.MediaTimeout:
 			dead = append(dead, c)
 		}
 	}

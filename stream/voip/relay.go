@@ -111,6 +111,7 @@ func (r *Relay) Stats() RelayStats {
 // packets from the other side leave through it towards dest.
 type relayLeg struct {
 	port uint16
+	side int           // sideA or sideB
 	peer *relayLeg     // the leg of the other side (same stream, same kind)
 	sess *MediaSession // for activity
 	sock relaySocket   // platform part
@@ -137,8 +138,9 @@ func (l *relayLeg) setDest(ap netip.AddrPort, latched bool) {
 // pair of ports on side A (the caller's) and on side B (the callee's).
 type MediaSession struct {
 	r *Relay
-	// last is the time of the last packet (unix nanoseconds).
-	last atomic.Int64
+	// last is the time of the last packet from each side (unix
+	// nanoseconds; the session's creation before the first).
+	last [2]atomic.Int64
 
 	// mu guards the following.
 	mu      sync.Mutex
@@ -155,7 +157,9 @@ const (
 // NewSession returns an empty media session; ports are taken by Ports.
 func (r *Relay) NewSession() *MediaSession {
 	s := &MediaSession{r: r}
-	s.last.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	s.last[sideA].Store(now)
+	s.last[sideB].Store(now)
 	return s
 }
 
@@ -204,9 +208,10 @@ func (s *MediaSession) Received(side int) uint64 {
 	return n
 }
 
-// LastPacket is when the session last relayed a packet (or was made).
-func (s *MediaSession) LastPacket() time.Time {
-	return time.Unix(0, s.last.Load())
+// Silent is how long ago the quieter side last sent a packet (or the
+// session was made).
+func (s *MediaSession) Silent(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, min(s.last[sideA].Load(), s.last[sideB].Load())))
 }
 
 // Close releases the session's ports. Idempotent.
@@ -232,7 +237,7 @@ func (s *MediaSession) Close() {
 func (r *Relay) allocStream(s *MediaSession) ([2][2]*relayLeg, error) {
 	var st [2][2]*relayLeg
 	for side := range 2 {
-		legs, err := r.allocPair(s)
+		legs, err := r.allocPair(s, side)
 		if err != nil {
 			if side == 1 {
 				r.release(st[0][0])
@@ -253,7 +258,7 @@ func (r *Relay) allocStream(s *MediaSession) ([2][2]*relayLeg, error) {
 }
 
 // allocPair binds an even port and the next one.
-func (r *Relay) allocPair(s *MediaSession) ([2]*relayLeg, error) {
+func (r *Relay) allocPair(s *MediaSession, side int) ([2]*relayLeg, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -279,7 +284,7 @@ func (r *Relay) allocPair(s *MediaSession) ([2]*relayLeg, error) {
 			continue
 		}
 		r.used[p], r.used[p+1] = true, true
-		return [2]*relayLeg{{port: p, sess: s, sock: a}, {port: p + 1, sess: s, sock: b}}, nil
+		return [2]*relayLeg{{port: p, side: side, sess: s, sock: a}, {port: p + 1, side: side, sess: s, sock: b}}, nil
 	}
 	return [2]*relayLeg{}, ErrNoPorts
 }
@@ -298,7 +303,7 @@ func (r *Relay) release(l *relayLeg) {
 // goes (the peer leg and its destination), or false to drop it.
 func (r *Relay) forwardTarget(l *relayLeg, src netip.AddrPort, n int) (*relayLeg, rawAddr, bool) {
 	l.rx.Add(1)
-	l.sess.last.Store(time.Now().UnixNano())
+	l.sess.last[l.side].Store(time.Now().UnixNano())
 	l.mu.Lock()
 	if !l.latched || l.dest != src {
 		l.dest, l.latched, l.raw = src, true, toRaw(src, l.sock.v6)

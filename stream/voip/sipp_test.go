@@ -139,3 +139,40 @@ func TestSippCall(t *testing.T) {
 		t.Fatalf("records = %+v, want one answered call of about 3 s from 100 to 201", rs)
 	}
 }
+
+// TestCalleeGoneMidCall: the callee (a phone, or the box before it) goes
+// away in the middle of a call without a BYE. Its media stops; after
+// MediaTimeout the server ends the call and sends the caller a BYE (the
+// caller's scenario passes only when one arrives), and records it.
+func TestCalleeGoneMidCall(t *testing.T) {
+	var recs records
+	s := runServer(t, Config{Addr: "127.0.0.1:0", Domain: "cloudbox.test", MediaTimeout: 2 * time.Second,
+		Password: func(string) (string, bool) { return "pw", true },
+		Relay: RelayConfig{Addr: netipMust("127.0.0.1"), PortMin: 12000, PortMax: 12999}, OnRecord: recs.add})
+	proxy := s.Addr().String()
+	ports := freePorts(t, "127.0.0.1", 5)
+	uport, umedia, rport, cport, cmedia := ports[0], ports[1], ports[2], ports[3], ports[4]
+	tone := sipptest.Tone(t, 30)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sipptest.Start(t, ctx, nil, "register.xml", map[string]string{"user": "201", "cport": strconv.Itoa(uport), "domain": "cloudbox.test"},
+		proxy, "-i", "127.0.0.1", "-p", strconv.Itoa(rport), "-au", "201", "-ap", "pw", "-m", "1", "-timeout", "10s").Wait(t, 15*time.Second)
+	uas := sipptest.Start(t, ctx, nil, "uas.xml", map[string]string{"tone": tone},
+		"-i", "127.0.0.1", "-p", strconv.Itoa(uport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(umedia), "-m", "1", "-timeout", "30s")
+	time.Sleep(200 * time.Millisecond)
+	uac := sipptest.Start(t, ctx, nil, "uac_bye.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
+		proxy, "-i", "127.0.0.1", "-p", strconv.Itoa(cport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmedia), "-m", "1", "-timeout", "30s")
+	waitFor(t, 10*time.Second, "media both ways", func() bool {
+		c := s.Calls()
+		return len(c) == 1 && c[0].PacketsFrom > 20 && c[0].PacketsTo > 20
+	})
+	uas.Kill()
+	uac.Wait(t, 15*time.Second) // got its BYE
+	waitFor(t, 2*time.Second, "the call to end", func() bool { return len(s.Calls()) == 0 })
+	if rs := recs.all(); len(rs) != 1 || rs[0].Result != "timeout" || rs[0].Answered.IsZero() {
+		t.Fatalf("records = %+v, want one answered call ended by the media timeout", rs)
+	}
+	if st := s.Relay().Stats(); st.Ports != 0 {
+		t.Errorf("relay ports still in use: %+v", st)
+	}
+}
