@@ -148,7 +148,7 @@ func TestCalleeGoneMidCall(t *testing.T) {
 	var recs records
 	s := runServer(t, Config{Addr: "127.0.0.1:0", Domain: "cloudbox.test", MediaTimeout: 2 * time.Second,
 		Password: func(string) (string, bool) { return "pw", true },
-		Relay: RelayConfig{Addr: netipMust("127.0.0.1"), PortMin: 12000, PortMax: 12999}, OnRecord: recs.add})
+		Relay:    RelayConfig{Addr: netipMust("127.0.0.1"), PortMin: 12000, PortMax: 12999}, OnRecord: recs.add})
 	proxy := s.Addr().String()
 	ports := freePorts(t, "127.0.0.1", 5)
 	uport, umedia, rport, cport, cmedia := ports[0], ports[1], ports[2], ports[3], ports[4]
