@@ -69,12 +69,24 @@ func (s *Server) handleRequest(req *sip.Request, src peer) {
 	}
 
 	// §16.4: loose routing, remove the Route entries that name us.
+	routed := false
 	for {
 		r := req.Route()
 		if r == nil || !s.isUs(&r.Address) {
 			break
 		}
 		req.RemoveHeader("Route")
+		routed = true
+	}
+	// In-dialog requests are forwarded only for calls that went through
+	// this box: a forged Route or Contact must not turn it into a relay
+	// towards anyone. (The ACK of a failed INVITE has no Route and is
+	// routed by its user like the INVITE.)
+	if req.To().Params.Has("tag") && s.calls.get(req.CallID().Value(), nil) == nil && (routed || req.Method != sip.ACK) {
+		if req.Method != sip.ACK {
+			s.reply(req, src, 481, "Call/Transaction Does Not Exist")
+		}
+		return
 	}
 	var next sip.Uri
 	var dst peer

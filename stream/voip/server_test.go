@@ -179,3 +179,25 @@ func TestBadRequests(t *testing.T) {
 		t.Fatalf("after garbage: %q", got)
 	}
 }
+
+// TestNoOpenRelay: requests inside a dialog this box did not see are not
+// forwarded, whatever their Route or Request-URI say.
+func TestNoOpenRelay(t *testing.T) {
+	s := runServer(t, Config{Addr: "127.0.0.1:0", Domain: "cloudbox.test"})
+	c := newSIPClient(t, s)
+	victim, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	v := victim.LocalAddr().String()
+	c.send("BYE sip:x@" + v + " SIP/2.0\nVia: SIP/2.0/UDP " + c.host + ";branch=z9hG4bKr1\nRoute: <sip:" + s.Addr().String() + ";lr>\nRoute: <sip:" + v + ";lr>\n" +
+		"From: <sip:a@b>;tag=1\nTo: <sip:x@y>;tag=2\nCall-ID: forged\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n")
+	if got := statusOf(c.recv(2 * time.Second)); got != "SIP/2.0 481 Call/Transaction Does Not Exist" {
+		t.Fatalf("forged in-dialog BYE: %q, want 481", got)
+	}
+	_ = victim.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _, err := victim.ReadFromUDP(make([]byte, 100)); err == nil {
+		t.Fatalf("the victim received %d bytes", n)
+	}
+}
