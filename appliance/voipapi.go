@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -171,6 +172,15 @@ func (h *handler) roomPage(w http.ResponseWriter, r *http.Request) {
 		Title string
 		Slots int
 	}{h.pageFor(r, e.Title, ""), token, e.Title, voip.MaxRoomSize - 1})
+}
+
+// writeVoIPMetrics adds telephony's metrics.
+func (h *handler) writeVoIPMetrics(w io.Writer) {
+	if v := h.cfg.voip; v != nil {
+		if srv := v.server(); srv != nil {
+			srv.WriteMetrics(w)
+		}
+	}
 }
 
 // voipOn returns the telephony component, or answers 503 when it is off.

@@ -140,6 +140,13 @@ func TestRegisterAuth(t *testing.T) {
 	if s.stats.blocked.Load() == 0 || s.stats.authFailures.Load() != 6 {
 		t.Errorf("counters: blocked %d failures %d", s.stats.blocked.Load(), s.stats.authFailures.Load())
 	}
+	var m strings.Builder
+	s.WriteMetrics(&m)
+	for _, want := range []string{"cloudbox_voip_auth_failures_total 6\n", "cloudbox_voip_registrations 1\n", "# TYPE cloudbox_voip_relay_packets_total counter\n"} {
+		if !strings.Contains(m.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, m.String())
+		}
+	}
 	// another source is not affected
 	c2 := newSIPClientFrom(t, s, net.IPv4(127, 0, 0, 2))
 	if got := statusOf(c2.register("201", "")); got != "SIP/2.0 401 Unauthorized" {
