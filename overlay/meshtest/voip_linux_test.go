@@ -21,11 +21,13 @@ import (
 type callsInfo struct {
 	Running bool `json:"running"`
 	Calls   []struct {
-		From        string `json:"from"`
-		To          string `json:"to"`
-		State       string `json:"state"`
-		PacketsFrom uint64 `json:"packets_from"`
-		PacketsTo   uint64 `json:"packets_to"`
+		From        string    `json:"from"`
+		To          string    `json:"to"`
+		State       string    `json:"state"`
+		PacketsFrom uint64    `json:"packets_from"`
+		PacketsTo   uint64    `json:"packets_to"`
+		Start       time.Time `json:"start"`
+		Answered    time.Time `json:"answered"`
 	} `json:"calls"`
 	Records []struct {
 		From, To, Result string
@@ -135,6 +137,13 @@ func TestVoIPAcrossBoxes(t *testing.T) {
 		})
 	}
 	t.Logf("call up with media both ways on both boxes %v after the INVITE", time.Since(start).Round(time.Millisecond))
+	// Set-up time across the overlay hop: INVITE at a to its 200 OK at a
+	// (b, its relay and the phone behind it answer in between).
+	if c := a.calls(t).Calls[0]; c.Answered.Sub(c.Start) > 300*time.Millisecond {
+		t.Errorf("set-up across the overlay took %v, want <= 300 ms", c.Answered.Sub(c.Start))
+	} else {
+		t.Logf("set-up across the overlay: %v", c.Answered.Sub(c.Start))
+	}
 	uac.Wait(t, 30*time.Second)
 	uas.Wait(t, 10*time.Second)
 	// BYE tore it down on both sides.
