@@ -123,9 +123,11 @@ func (t *callTable) closeAll() {
 	t.mu.Lock()
 	calls := t.calls
 	t.calls = map[string]*call{}
-	t.mu.Unlock()
 	for _, c := range calls {
 		c.ended = true
+	}
+	t.mu.Unlock()
+	for _, c := range calls {
 		t.finish(c, "shutdown")
 	}
 }
