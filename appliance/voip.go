@@ -47,6 +47,9 @@ const (
 	// voipMaxEntries bounds the extensions a box publishes (the catalog
 	// takes 64 services per box, built-in ones included).
 	voipMaxEntries = 40
+	// voipCallRate is how many calls per second one address may start
+	// (a box forwards all its users' calls from one).
+	voipCallRate = 20
 )
 
 // VoIPConfig configures the community telephony (package stream/voip): a
@@ -425,6 +428,7 @@ func (v *voipService) run(ctx context.Context) error {
 				return secret, ok
 			},
 			Locate:       v.locate,
+			CallRate:     voipCallRate,
 			Relay:        voip.RelayConfig{PortMin: v.cfg.RTPPortMin, PortMax: v.cfg.RTPPortMax},
 			MediaTimeout: v.cfg.MediaTimeout,
 			OnRecord:     v.record,

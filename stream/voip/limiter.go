@@ -82,3 +82,51 @@ func (l *failLimiter) prune(now time.Time) {
 		clear(l.entries)
 	}
 }
+
+// rateLimiter is a token bucket per source address (IPv6 by /64). Safe for
+// concurrent use.
+type rateLimiter struct {
+	rate  float64 // tokens per second
+	burst float64
+
+	mu      sync.Mutex
+	buckets map[netip.Addr]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(perSecond float64, burst int) *rateLimiter {
+	return &rateLimiter{rate: perSecond, burst: float64(burst), buckets: make(map[netip.Addr]*bucket)}
+}
+
+// allow takes a token of src's bucket, if there is one.
+func (l *rateLimiter) allow(src netip.Addr, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := limiterKey(src)
+	b := l.buckets[k]
+	if b == nil {
+		if len(l.buckets) >= 65536 {
+			for k, b := range l.buckets {
+				if now.Sub(b.last).Seconds()*l.rate >= l.burst {
+					delete(l.buckets, k)
+				}
+			}
+			if len(l.buckets) >= 65536 {
+				clear(l.buckets)
+			}
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[k] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

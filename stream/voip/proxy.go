@@ -88,6 +88,14 @@ func (s *Server) handleRequest(req *sip.Request, src peer) {
 		}
 		return
 	}
+	if req.Method == sip.INVITE && !req.To().Params.Has("tag") && s.callRate != nil &&
+		s.calls.get(req.CallID().Value(), nil) == nil && !s.callRate.allow(src.ap.Addr(), s.now()) {
+		s.stats.blocked.Add(1)
+		res := s.response(req, 503, "Too Many Calls")
+		res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+		s.send(res, src)
+		return
+	}
 	var next sip.Uri
 	var dst peer
 	if r := req.Route(); r != nil {

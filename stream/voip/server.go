@@ -65,6 +65,11 @@ type Config struct {
 	// address may have before its requests are refused for a minute; zero
 	// means DefaultAuthFailures.
 	AuthFailures int
+	// CallRate limits the calls (initial INVITEs) a source address may
+	// start per second, with bursts of ten times as many; more get 503
+	// with Retry-After. Zero means no limit. (Boxes forward all their
+	// users' calls from one address: keep it generous.)
+	CallRate float64
 	// MediaTimeout ends an answered call whose media stopped (a phone or a
 	// box that disappeared): both sides get a BYE. Zero means
 	// DefaultMediaTimeout.
@@ -83,21 +88,22 @@ type Config struct {
 // context) stops it. Safe for concurrent use.
 type Server struct {
 	// Immutable after New.
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
-	udp    *net.UDPConn
-	tcp    *net.TCPListener
-	bindIP netip.Addr // unspecified when bound to all addresses
-	port   uint16
-	id     string // in our Via branches
-	parser *sip.Parser
-	nonces nonces
-	fails  *failLimiter
-	relay  *Relay
-	reg    *registrar
-	calls  *callTable
-	local  *localAddrs
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	udp      *net.UDPConn
+	tcp      *net.TCPListener
+	bindIP   netip.Addr // unspecified when bound to all addresses
+	port     uint16
+	id       string // in our Via branches
+	parser   *sip.Parser
+	nonces   nonces
+	fails    *failLimiter
+	callRate *rateLimiter // nil: no call rate limit
+	relay    *Relay
+	reg      *registrar
+	calls    *callTable
+	local    *localAddrs
 
 	stats serverStats
 
@@ -138,6 +144,9 @@ func New(cfg Config) (*Server, error) {
 		fails: newFailLimiter(cfg.AuthFailures, time.Minute), conns: make(map[netip.AddrPort]*tcpConn),
 		reg: newRegistrar(), local: &localAddrs{}, done: make(chan struct{})}
 	s.calls = newCallTable(s)
+	if cfg.CallRate > 0 {
+		s.callRate = newRateLimiter(cfg.CallRate, max(1, int(cfg.CallRate*10)))
+	}
 	var id [4]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("reading random: %w", err)
