@@ -43,6 +43,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -91,6 +92,8 @@ func main() {
 		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
 		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
 		sipAddr     = flag.String("sip", appliance.DefaultSIPAddr, "`ADDR` of SIP (UDP and TCP) for phones and calls between boxes, or \"off\"")
+		rtpPorts    = flag.String("rtp-ports", "10000-20000", "UDP port `RANGE` of the calls' media relay")
+		webrtcAddr  = flag.String("webrtc", ":8190", "UDP `ADDR` of browser media (softphone, rooms), or \"off\"")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -119,6 +122,11 @@ func main() {
 		os.Exit(2)
 	}
 
+	rtpMin, rtpMax, ok := portRange(*rtpPorts)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "cloudboxd: --rtp-ports %q is not a range like 10000-20000\n", *rtpPorts)
+		os.Exit(2)
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -151,7 +159,8 @@ func main() {
 			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
 			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
 		},
-		VoIP: appliance.VoIPConfig{Disabled: *sipAddr == "off", SIPAddr: *sipAddr},
+		VoIP: appliance.VoIPConfig{Disabled: *sipAddr == "off", SIPAddr: *sipAddr, ICEAddr: *webrtcAddr,
+			RTPPortMin: rtpMin, RTPPortMax: rtpMax},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),
@@ -163,6 +172,17 @@ func main() {
 		stop()
 		os.Exit(1)
 	}
+}
+
+// portRange parses "MIN-MAX".
+func portRange(s string) (lo, hi uint16, ok bool) {
+	a, b, found := strings.Cut(s, "-")
+	x, err1 := strconv.ParseUint(a, 10, 16)
+	y, err2 := strconv.ParseUint(b, 10, 16)
+	if !found || err1 != nil || err2 != nil || x == 0 || y < x+3 {
+		return 0, 0, false
+	}
+	return uint16(x), uint16(y), true
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.
