@@ -5,8 +5,8 @@
 // reach into actions such as rtp_stream). It does not judge SIP itself:
 // a scenario passes when SIPp exits 0.
 //
-// Scenarios: register.xml ([user], [domain], [cport]: the contact port;
-// credentials by -au/-ap), uac.xml ([caller], [callee], [domain], [tone]:
+// Scenarios: register.xml ([user], [domain], [cport]: the contact port,
+// optional [cparams]: its URI parameters; credentials by -au/-ap), uac.xml ([caller], [callee], [domain], [tone]:
 // hangs up after -d), uac_bye.xml (as uac.xml, but waits for the BYE),
 // uas.xml ([tone]: answers one call, waits for BYE).
 package sipptest
@@ -52,6 +52,8 @@ func Start(t testing.TB, ctx context.Context, cmd Command, scenario string, keys
 	for k, v := range keys {
 		text = bytes.ReplaceAll(text, []byte("["+k+"]"), []byte(v))
 	}
+	text = bytes.ReplaceAll(text, []byte("[cparams]"), nil) // optional
+
 	r := &Run{name: scenario, dir: t.TempDir(), done: make(chan error, 1)}
 	sf := filepath.Join(r.dir, scenario)
 	if err := os.WriteFile(sf, text, 0o644); err != nil {

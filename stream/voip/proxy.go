@@ -116,7 +116,10 @@ func (s *Server) handleRequest(req *sip.Request, src peer) {
 			// §16.5: the registered contact becomes the Request-URI.
 			req.Recipient = b.contact
 			next = b.contact
-			if b.src.tcp != nil {
+			// The REGISTER's connection, when the phone receives on it
+			// (its contact is where it registered from, or says "ob",
+			// RFC 5626); otherwise the contact's address.
+			if b.src.tcp != nil && (b.contact.UriParams.Has("ob") || b.contact.HostPort() == b.src.ap.String()) {
 				dst = b.src
 			}
 		} else if ap, ok := s.locate(user); ok {
@@ -181,12 +184,21 @@ func (s *Server) resolve(u *sip.Uri) (peer, error) {
 		port = 5060
 	}
 	ap := netip.AddrPortFrom(a.Unmap(), uint16(port))
-	if tp, _ := u.UriParams.Get("transport"); strings.EqualFold(tp, "tcp") {
+	tp, _ := u.UriParams.Get("transport")
+	if strings.EqualFold(tp, "tcp") {
 		tc, err := s.tcpTo(ap)
 		if err != nil {
 			return peer{}, err
 		}
 		return peer{ap: ap, tcp: tc}, nil
+	}
+	if tp == "" { // reuse a connection to the target (RFC 5923 §6 in spirit)
+		s.mu.Lock()
+		tc := s.conns[ap]
+		s.mu.Unlock()
+		if tc != nil {
+			return peer{ap: ap, tcp: tc}, nil
+		}
 	}
 	return peer{ap: ap}, nil
 }

@@ -176,3 +176,35 @@ func TestCalleeGoneMidCall(t *testing.T) {
 		t.Errorf("relay ports still in use: %+v", st)
 	}
 }
+
+// TestSippCallTCP: the same call with every SIP hop on TCP (RFC 3261
+// §18.3 framing): the phones register and call over TCP, the proxy dials
+// the callee's TCP port and keeps each hop on its connection.
+func TestSippCallTCP(t *testing.T) {
+	var recs records
+	s := runServer(t, Config{Addr: "127.0.0.1:0", Domain: "cloudbox.test",
+		Password: func(u string) (string, bool) { return "pw", true },
+		Relay:    RelayConfig{Addr: netipMust("127.0.0.1"), PortMin: 15000, PortMax: 15999}, OnRecord: recs.add})
+	proxy := s.Addr().String()
+	ports := freePorts(t, "127.0.0.1", 5)
+	uport, umedia, cmedia := ports[0], ports[1], ports[4]
+	tone := sipptest.Tone(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sipptest.Start(t, ctx, nil, "register.xml", map[string]string{"user": "201", "cport": strconv.Itoa(uport), "cparams": ";transport=tcp", "domain": "cloudbox.test"},
+		proxy, "-t", "t1", "-i", "127.0.0.1", "-au", "201", "-ap", "pw", "-m", "1", "-timeout", "10s").Wait(t, 15*time.Second)
+	uas := sipptest.Start(t, ctx, nil, "uas.xml", map[string]string{"tone": tone},
+		"-t", "t1", "-i", "127.0.0.1", "-p", strconv.Itoa(uport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(umedia), "-m", "1", "-timeout", "30s")
+	time.Sleep(200 * time.Millisecond)
+	uac := sipptest.Start(t, ctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
+		proxy, "-t", "t1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmedia), "-m", "1", "-d", "2000", "-timeout", "30s")
+	waitFor(t, 10*time.Second, "relayed RTP both ways", func() bool {
+		c := s.Calls()
+		return len(c) == 1 && c[0].PacketsFrom >= 20 && c[0].PacketsTo >= 20
+	})
+	uac.Wait(t, 20*time.Second)
+	uas.Wait(t, 10*time.Second)
+	if rs := recs.all(); len(rs) != 1 || rs[0].Result != "answered" {
+		t.Fatalf("records = %+v", rs)
+	}
+}
