@@ -1,6 +1,7 @@
 package voip
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
@@ -250,7 +251,7 @@ func (s *Server) forwardRequest(req *sip.Request, src, dst peer) {
 		if err := s.anchor(c, req, s.sideOfRequest(c, req), dst.ap.Addr()); err != nil {
 			s.log.Debug("sip media anchoring failed", "call", callID, "err", err)
 			code, reason := 400, "Bad Session Description"
-			if err == ErrNoPorts {
+			if !errors.Is(err, ErrMalformed) {
 				code, reason = 503, "Media Relay Full"
 			}
 			s.reply(req, src, code, reason)

@@ -276,12 +276,18 @@ func (r *Relay) allocPair(s *MediaSession, side int) ([2]*relayLeg, error) {
 		}
 		a, err := r.eng.open(p)
 		if err != nil {
-			continue // taken by someone else
+			if errors.Is(err, errPortInUse) {
+				continue // taken by someone else
+			}
+			return [2]*relayLeg{}, err // out of descriptors or memory: trying more ports will not help
 		}
 		b, err := r.eng.open(p + 1)
 		if err != nil {
 			r.eng.closeSocket(a)
-			continue
+			if errors.Is(err, errPortInUse) {
+				continue
+			}
+			return [2]*relayLeg{}, err
 		}
 		r.used[p], r.used[p+1] = true, true
 		return [2]*relayLeg{{port: p, side: side, sess: s, sock: a}, {port: p + 1, side: side, sess: s, sock: b}}, nil
@@ -333,4 +339,8 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-var errEngineClosed = errors.New("relay engine closed")
+var (
+	errEngineClosed = errors.New("relay engine closed")
+	// errPortInUse is wrapped by open when another socket has the port.
+	errPortInUse = errors.New("port in use")
+)

@@ -123,6 +123,9 @@ func (e *relayEngine) open(port uint16) (relaySocket, error) {
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
+		if errors.Is(err, unix.EADDRINUSE) {
+			return relaySocket{}, fmt.Errorf("binding port %d: %w", port, errPortInUse)
+		}
 		return relaySocket{}, fmt.Errorf("binding port %d: %w", port, err)
 	}
 	return relaySocket{fd: fd, v6: v6}, nil

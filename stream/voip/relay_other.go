@@ -53,7 +53,7 @@ func (e *relayEngine) open(port uint16) (relaySocket, error) {
 	}
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
 	if err != nil {
-		return relaySocket{}, fmt.Errorf("binding port %d: %w", port, err)
+		return relaySocket{}, fmt.Errorf("binding port %d: %w (%w)", port, errPortInUse, err)
 	}
 	return relaySocket{c: c, v6: true}, nil
 }
