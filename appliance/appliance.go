@@ -68,7 +68,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "voip") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -211,6 +211,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	vo := openVoIP(cfg.VoIP, voipDeps{nodeID: node.ID(), nodeName: node.Name, stateDir: cfg.StateDir,
 		records: catalogRecords(ov.catalog), accounts: auth.accounts.accounts}, logger, cfg.Now)
+	if _, ok := components["voip"]; ok {
+		return fmt.Errorf("registering component %q: name already in use", "voip")
+	}
 	components["voip"] = vo.status
 	h, err := newHandler(handlerConfig{
 		version:    cfg.Version,
