@@ -107,8 +107,8 @@ clean:
 	rm -rf $(OUT)
 
 # Peer benchmarks (root; see bench/README.md). Not part of `make test`.
-.PHONY: bench bench-overlay bench-dns bench-proxy bench-update bench-storage bench-stream
-bench: bench-overlay bench-dns bench-proxy bench-storage bench-stream
+.PHONY: bench bench-overlay bench-dns bench-proxy bench-update bench-storage bench-stream bench-voip
+bench: bench-overlay bench-dns bench-proxy bench-storage bench-stream bench-voip
 
 bench-overlay:
 	@bash bench/overlay.sh
@@ -128,3 +128,6 @@ bench-storage:
 
 bench-stream:
 	@bash bench/stream.sh
+
+bench-voip:
+	@bash bench/voip.sh

@@ -80,7 +80,7 @@ type Config struct {
 
 	// Components adds entries to the "components" status, by name, next to
 	// the ones Run registers itself. A name Run already uses ("state",
-	// "overlay", "dns", "catalog", "mdns", "gateway", "https", "storage", "update", "stream") is an error. Nil adds none. The functions are called
+	// "overlay", "dns", "catalog", "mdns", "gateway", "https", "storage", "update", "stream", "voip") is an error. Nil adds none. The functions are called
 	// concurrently.
 	Components map[string]StatusFunc
 
@@ -115,6 +115,10 @@ type Config struct {
 	// playback, relaying over the mesh. The zero value streams with the
 	// media on DefaultStreamICEAddr; see StreamConfig.
 	Stream StreamConfig
+	// VoIP configures community telephony: SIP for phones and between
+	// boxes, extensions in the catalog, calls in the panel; see
+	// VoIPConfig.
+	VoIP VoIPConfig
 
 	// SetupCodeFile is where a box whose first-boot wizard has not run
 	// writes the wizard's one-time setup code (it is logged too); on a
@@ -265,6 +269,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	vo := openVoIPOf(cfg, node, ov, auth, logger)
+	if _, ok := components["voip"]; ok {
+		return fmt.Errorf("registering component %q: name already in use", "voip")
+	}
+	components["voip"] = vo.status
 	h, err := newHandler(handlerConfig{
 		version:    cfg.Version,
 		board:      cfg.Board,
@@ -280,6 +289,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		update:     upd,
 		storage:    st,
 		streams:    streams,
+		voip:       vo,
 		auth:       auth,
 		https:      hs,
 		logs:       logs,
@@ -309,7 +319,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	logger.Info("http listening", "addr", ln.Addr().String())
 	upd.panelAddr = ln.Addr().String()
 	ov.catalog.setBuiltin(func() []services.Service {
-		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort), st.builtinServices(node.Name, ln.Addr()), streams.builtinServices())
+		return slices.Concat(builtinServices(node.Name, ln.Addr(), dns), gw.builtinServices(), upd.builtinServices(ov.cfg.ListenPort), st.builtinServices(node.Name, ln.Addr()), streams.builtinServices(), vo.builtinServices())
 	})
 	streams.setHTTPAddr(ln.Addr())
 
@@ -320,7 +330,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The background components: each returns nil by itself only when it
 	// has nothing to do (the overlay of a non-member, a disabled DNS); the
 	// daemon serves on then.
-	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run, st.run, streams.run}
+	background := []func(context.Context) error{ov.run, dns.run, mdnsSvc.run, gw.run, upd.run, st.run, streams.run, vo.run}
 	background = append(background, hs.run)
 	done := make(chan error, len(background))
 	for _, run := range background {

@@ -29,4 +29,4 @@ var (
 // ErrRestart is returned by Run after a restore of a backup or a factory
 // reset, which take effect when Run starts again: cloudboxd calls Run
 // again at once.
-var ErrRestart = errors.New("restart requested to apply a restored backup or a factory reset")
+var ErrRestart = errors.New("restart requested")

@@ -45,6 +45,8 @@ type handlerConfig struct {
 	storage *storageService
 	// streams is live streaming: API, pages, metrics; nil means none.
 	streams *streamService
+	// voip is shown by the calls API and page; nil means none.
+	voip *voipService
 	// stateDir is the state directory, whose file system the dashboard
 	// shows; sysRoot is where /proc and /sys are read ("" means "/").
 	stateDir, sysRoot string
@@ -116,6 +118,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/storage/vault", member(h.apiVault))
 	h.mux.Handle("/api/v1/storage/vault/read", member(apiGetOnly(h.apiVaultRead)))
 	h.mux.Handle("/api/v1/storage/links", member(h.apiLinks))
+	h.voipRoutes(member, admin)
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))

@@ -286,8 +286,7 @@ func TestDashboard(t *testing.T) {
 		">42s<",
 		`<a href="/" aria-current="page">Overview</a>`,
 		"state", "overlay", "no peers &lt;yet&gt;", "Problem",
-		"Community", "Services", "Streams", "Calls", "Gateway", "Updates", "Settings",
-		"coming soon",
+		"Community", "Services", "Streams", "Calls", "Gateway", "Storage", "Updates", "Settings",
 	} {
 		if !strings.Contains(html, want) {
 			t.Errorf("dashboard does not contain %q", want)

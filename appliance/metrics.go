@@ -72,6 +72,7 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	h.writeUpdateMetrics(&b)
 	h.writeStorageMetrics(&b)
 	h.writeStreamMetrics(&b)
+	h.writeVoIPMetrics(&b)
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -31,14 +31,11 @@ var navItems = []navItem{
 	{Path: "/", Label: "Overview"},
 	{Path: "/community", Label: "Community"},
 	{Path: "/services", Label: "Services"},
-	{Path: "/streams", Label: "Streams",
-		Blurb: "Live audio and video, published on one box and watched on any other."},
-	{Path: "/calls", Label: "Calls", Soon: true,
-		Blurb: "Voice calls between people in the community, even without the Internet."},
+	{Path: "/streams", Label: "Streams"},
+	{Path: "/calls", Label: "Calls"},
 	{Path: "/gateway", Label: "Gateway"},
 	{Path: "/storage", Label: "Storage"},
-	{Path: "/updates", Label: "Updates",
-		Blurb: "Signed software updates, passed from box to box."},
+	{Path: "/updates", Label: "Updates"},
 	{Path: "/settings", Label: "Settings"},
 	{Path: "/accounts", Label: "Accounts"},
 	{Path: "/logs", Label: "Logs"},
@@ -65,6 +62,7 @@ type panel struct {
 	// storage and storageFiles are the storage pages.
 	storage, storageFiles *template.Template
 	streams               *template.Template
+	calls, room           *template.Template
 }
 
 // pageData is what every page's layout needs.

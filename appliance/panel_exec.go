@@ -61,7 +61,7 @@ func newPanel(staticURL func(string) (string, error)) (*panel, error) {
 		{&p.gateway, "gateway.html"}, {&p.certificate, "certificate.html"},
 		{&p.settings, "settings.html"}, {&p.logs, "logs.html"},
 		{&p.updates, "updates.html"}, {&p.storage, "storage.html"}, {&p.storageFiles, "storagefiles.html"},
-		{&p.streams, "streams.html"},
+		{&p.streams, "streams.html"}, {&p.calls, "calls.html"}, {&p.room, "room.html"},
 	} {
 		if *t.dst, err = page(t.name); err != nil {
 			return nil, err

@@ -1,3 +1,5 @@
+//go:build !router
+
 package appliance
 
 import (
@@ -59,9 +61,4 @@ func applyFactoryReset(stateDir string) (bool, error) {
 		return false, fmt.Errorf("factory reset: %w", err)
 	}
 	return true, atomicfile.SyncDir(stateDir)
-}
-
-// resetForm is the state of the factory reset form.
-type resetForm struct {
-	Field, Error string
 }

@@ -62,6 +62,12 @@ func runAsync(t *testing.T, ctx context.Context, cfg Config) func() error {
 	if cfg.Stream.TURNAddr == "" {
 		cfg.Stream.TURNAddr = "127.0.0.1:0"
 	}
+	if cfg.VoIP.SIPAddr == "" {
+		cfg.VoIP.SIPAddr = "127.0.0.1:0" // not the host's port 5060
+	}
+	if cfg.VoIP.ICEAddr == "" {
+		cfg.VoIP.ICEAddr = "127.0.0.1:0"
+	}
 	if cfg.AdminTokenFile == "" {
 		cfg.AdminTokenFile = filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(cfg.AdminTokenFile, []byte(testAdminToken), 0o600); err != nil {
@@ -290,6 +296,7 @@ func TestRunShutdownTimeout(t *testing.T) {
 				DNS:             DNSConfig{Disabled: true}, // real sockets would leave the bubble
 				MDNS:            MDNSConfig{Disabled: true},
 				Stream:          StreamConfig{ICEAddr: "off"},
+				VoIP:            VoIPConfig{Disabled: true},
 			})
 		}()
 

@@ -98,3 +98,8 @@ func (h *handler) settingsAPI(w http.ResponseWriter, r *http.Request) {
 	h.cfg.logger.Info("settings changed", "name", b.Name)
 	writeJSON(w, http.StatusOK, settingsJSON(b))
 }
+
+// resetForm is the state of the factory reset form.
+type resetForm struct {
+	Field, Error string
+}

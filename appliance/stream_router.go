@@ -15,9 +15,6 @@ import (
 // bigger than a router's whole budget (issue: the router profile leaves out
 // the streaming SFU). These stand in for stream.go and streamapi.go.
 
-// DefaultStreamICEAddr is "off": the router profile has no streaming.
-var DefaultStreamICEAddr = "off"
-
 // streamService is absent in the router profile; its methods do nothing.
 type streamService struct{}
 
@@ -31,7 +28,7 @@ func (*streamService) setHTTPAddr(net.Addr)                {}
 func (*streamService) builtinServices() []services.Service { return nil }
 
 func (*streamService) status(context.Context) ComponentStatus {
-	return ComponentStatus{OK: true, Detail: map[string]string{"stream": "not in the router profile"}}
+	return ComponentStatus{OK: true}
 }
 
 func (h *handler) streamRoutes()                      {}

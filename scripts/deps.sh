@@ -29,6 +29,7 @@ need=(
   "qemu-mipsel-static:qemu-user-static" # router targets' unit tests (make test-router)
   "busybox:busybox"                 # OpenWrt maintainer scripts in a chroot (image/openwrt)
   "chroot:coreutils"
+  "sipp:sip-tester"                # VoIP tests (SIP UAC/UAS with RTP)
   "chromium:chromium"               # the panel's browser tests (headless, CDP over a pipe)
   "certutil:libnss3-tools"          # HTTPS browser test: trust the box's CA in Chromium's NSS db
   "ffmpeg:ffmpeg"                   # stream tests: RTP ingest, decoding checks (ffprobe)

@@ -88,9 +88,7 @@ func main() {
 			"comma-separated service `TYPES` found on the LAN by mDNS to publish to the community, e.g. _ipp._tcp")
 		setupCode = flag.String("setup-code-file", "",
 			"`FILE` the first-boot wizard's setup code is written to (default: setup-code.txt in --state-dir)")
-		streamICE  = flag.String("stream-ice", appliance.DefaultStreamICEAddr, "UDP and TCP `ADDR` of live streams' media (WebRTC), or \"off\" to turn streaming off")
-		streamTURN = flag.String("stream-turn", ":3478", "UDP `ADDR` of the built-in TURN server for browsers behind strict firewalls, or \"off\"")
-		tokenFile  = flag.String("api-token-file", "",
+		tokenFile = flag.String("api-token-file", "",
 			"`FILE` holding an API token (32+ characters) accepted as an administrator's, for automation")
 		gateway     = flag.Bool("gateway", false, "share this box's Internet connection with the community (HTTP proxy and SOCKS5)")
 		gwHTTP      = flag.String("gateway-http", appliance.DefaultGatewayHTTPAddr, "`ADDR` of the gateway's HTTP proxy")
@@ -104,15 +102,6 @@ func main() {
 		gwLog       = flag.String("gateway-log", "", "comma-separated `FIELDS` of the gateway's access log, e.g. time,user,box,host,status,bytes (of "+strings.Join(proxy.AccessLogFields, ",")+"; empty: no access log)")
 		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
 		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
-		updChannel  = flag.String("update-channel", "", "release `CHANNEL` to follow (default stable; \"off\": no updates)")
-		updRate     = flag.Int64("update-rate", 0, "bandwidth cap of updates in `BYTES` per second, fetched and served each (0: none)")
-		storageOff  = flag.Bool("storage-off", false, "turn the shared folders (WebDAV at /dav/) and the vault off")
-		storageDir  = flag.String("storage-dir", "", "`DIR` of the shared folders (default: storage/ in the state directory)")
-		quota       = flag.Int64("storage-quota", 0, "each account's quota in `BYTES` (0: 1 GiB, -1: none)")
-		vaultOffer  = flag.Int64("vault-offer", 0, "`BYTES` of vault space this box offers to the community (0: none)")
-		vaultK      = flag.Int("vault-k", 0, "shares that rebuild a vault file (0: 3)")
-		vaultN      = flag.Int("vault-n", 0, "shares of a vault file, each on another box (0: 5)")
-		vaultRepair = flag.Duration("vault-repair-after", 0, "how long a holder must be gone before its vault shares are rebuilt elsewhere (0: 1m)")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -175,23 +164,21 @@ func main() {
 			Interface: mdnsInterface(*mdnsIf),
 			Browse:    splitList(*mdnsBrowse),
 		},
-		Update: appliance.UpdateConfig{Off: *updChannel == "off", Channel: *updChannel, RateLimit: *updRate},
 		Gateway: appliance.GatewayConfig{
 			Enabled: *gateway, HTTPAddr: *gwHTTP, SOCKSAddr: *gwSOCKS, NoSOCKS: *gwSOCKS == "off",
 			LocalAddr: strings.Join(splitList(*gwLocal), ","), Federation: fed, FederatedBoxes: fedBoxes,
 			UserRate: *gwRate, UserMaxConns: *gwConns, UserDailyQuota: *gwQuota, TotalRate: *gwTotalRate,
 			LogFields: logFields, LogDays: *gwLogDays, Probes: splitList(*gwProbe),
 		},
-		Storage: appliance.StorageConfig{
-			Disabled: *storageOff, Dir: *storageDir, Quota: *quota, VaultOffer: *vaultOffer,
-			VaultK: *vaultK, VaultN: *vaultN, VaultRepairAfter: *vaultRepair,
-		},
-		Stream: appliance.StreamConfig{ICEAddr: *streamICE, TURNAddr: *streamTURN},
 		DNS: appliance.DNSConfig{
 			Disabled:  *dnsListen == "off",
 			Listen:    splitList(*dnsListen),
 			Upstreams: splitList(*dnsUpstreams),
 		},
+	}
+	if err := profileFlags(&cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "cloudboxd: %v\n", err)
+		os.Exit(2)
 	}
 	// A restored backup takes effect when Run starts again.
 	for err = appliance.Run(ctx, cfg); errors.Is(err, appliance.ErrRestart); err = appliance.Run(ctx, cfg) {
@@ -233,24 +220,6 @@ func mdnsInterface(flagValue string) string {
 		return ""
 	}
 	return flagValue
-}
-
-// failStart, when set with -ldflags -X main.failStart=REASON, makes
-// cloudboxd exit at once: tests build a release that never becomes healthy
-// with it (image.Config.LDFlags).
-var failStart string
-
-// boxTokenFile is --api-token-file, or on a box the admin token of a test
-// image (image.AdminTokenPath) when it has one.
-func boxTokenFile(flagValue, stateDir string) string {
-	const imageToken = "/etc/cloudbox/admin-token"
-	if flagValue != "" || stateDir != appliance.DefaultStateDir {
-		return flagValue
-	}
-	if _, err := os.Stat(imageToken); err == nil {
-		return imageToken
-	}
-	return ""
 }
 
 // boxConsole is the console the setup code is shown on: /dev/console when
