@@ -233,6 +233,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	gw := openGateway(cfg.Gateway, node.ID(), node.Name, cfg.StateDir, ov, cmp.Or(cfg.DNS.Domain, dnsproxy.DefaultDomain), logger, cfg.Now)
+	if n, err := loadNetwork(cfg.StateDir); err != nil {
+		logger.Warn("network settings unusable, using the flags", "error", err)
+	} else if len(n.DNSUpstreams) > 0 {
+		cfg.DNS.Upstreams = n.DNSUpstreams
+	}
 	dns, err := openDNS(cfg.DNS, func() []netip.Prefix {
 		return append(ov.communityPrefixes(), localPrefixes()...)
 	}, logger, ov.changed.Wait, ov, ov.catalog, gw)

@@ -148,6 +148,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/settings/backup", h.pageAuth(roleAdmin, h.settingsBackup))
 	h.mux.Handle("/settings/restore", h.pageAuth(roleAdmin, h.settingsRestore))
 	h.mux.Handle("/settings/reset", h.pageAuth(roleAdmin, h.settingsReset))
+	h.mux.Handle("/settings/network", h.pageAuth(roleAdmin, h.settingsNetwork))
 	h.mux.Handle("/setup/restore", h.wizardAuth(h.setupRestore))
 	h.mux.Handle("/gateway", getOnly(h.pageAuth(roleMember, h.gatewayPage)))
 	h.mux.Handle("/gateway/credential", h.pageAuth(roleMember, h.gatewayCredential))

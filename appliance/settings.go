@@ -28,6 +28,9 @@ type settingsForm struct {
 	Backup backupForm
 	// Reset is the state of the factory reset form (reset.go).
 	Reset resetForm
+	// Upstreams is the network form's DNS upstreams as typed, after an
+	// error (network.go).
+	Upstreams string
 }
 
 func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) {
@@ -37,14 +40,23 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) renderSettings(w http.ResponseWriter, r *http.Request, code int, f settingsForm) {
 	in := h.cfg.https.ca.info()
+	var inUse []string
+	if h.cfg.dns != nil {
+		inUse = h.cfg.dns.view().Upstreams
+	}
+	saved, _ := loadNetwork(h.cfg.stateDir)
+	if f.Upstreams == "" && f.Field != "upstreams" {
+		f.Upstreams = strings.Join(saved.DNSUpstreams, " ")
+	}
 	h.render(w, code, h.panel.settings, struct {
 		pageData
-		Form     settingsForm
-		NodeID   string
-		Node     string
-		TLS      tlsInfo
-		HTTPSURL string
-	}{h.pageFor(r, "Settings", "/settings"), f, h.cfg.node.ID(), h.cfg.node.Name, in, h.httpsURL(r)})
+		Form      settingsForm
+		NodeID    string
+		Node      string
+		TLS       tlsInfo
+		HTTPSURL  string
+		Upstreams []string
+	}{h.pageFor(r, "Settings", "/settings"), f, h.cfg.node.ID(), h.cfg.node.Name, in, h.httpsURL(r), inUse})
 }
 
 // settingsBox saves the box's name and location from the Settings page.
