@@ -180,6 +180,10 @@ func TestPagesInLanguages(t *testing.T) {
 		t.Errorf("wrong setup code in Spanish:\n%s", page)
 	}
 	b := wizard(t, h)
+	// Go code's fixed message of the Calls page, while telephony is off.
+	if _, page := b.do("GET", "/calls", nil, "Accept-Language", "ca"); !strings.Contains(page, "la telefonia està apagada en aquesta caixa") {
+		t.Errorf("/calls without telephony in Catalan:\n%s", page)
+	}
 	// Telephony with an extension for admin and a room, for /calls and /room/….
 	var recs []services.Record
 	v := openVoIP(VoIPConfig{}, voipDeps{nodeID: "node-b1", nodeName: "b1", stateDir: t.TempDir(),
