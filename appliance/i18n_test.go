@@ -5,6 +5,7 @@ package appliance
 import (
 	"encoding/json"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -13,6 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cloudbox/cloudbox/services"
 )
 
 // templateKeyRE finds the literal texts templates translate.
@@ -176,6 +180,17 @@ func TestPagesInLanguages(t *testing.T) {
 		t.Errorf("wrong setup code in Spanish:\n%s", page)
 	}
 	b := wizard(t, h)
+	// Go code's fixed message of the Calls page, while telephony is off.
+	if _, page := b.do("GET", "/calls", nil, "Accept-Language", "ca"); !strings.Contains(page, "la telefonia està apagada en aquesta caixa") {
+		t.Errorf("/calls without telephony in Catalan:\n%s", page)
+	}
+	// Telephony with an extension for admin and a room, for /calls and /room/….
+	var recs []services.Record
+	v := openVoIP(VoIPConfig{}, voipDeps{nodeID: "node-b1", nodeName: "b1", stateDir: t.TempDir(),
+		records:  func(string) []services.Record { return recs },
+		accounts: func() []account { return []account{{Name: "admin"}} }}, slog.New(slog.DiscardHandler), time.Now)
+	v.rooms["0123456789abcdef01234567"] = roomEntry{Title: "Assemblea", Owner: "admin", Created: time.Now()}
+	h.cfg.voip = v
 	for _, c := range []struct {
 		lang   string
 		header string
@@ -184,19 +199,23 @@ func TestPagesInLanguages(t *testing.T) {
 		{"ca", "ca", map[string][]string{"/": {"Salut"}, "/community": {"Comunitat"}, "/services": {"Serveis"}, "/gateway": {"Passarel·la"},
 			"/settings": {"Còpia de seguretat"}, "/accounts": {"Els teus testimonis"}, "/logs": {"Nivell mínim"}, "/certificate": {"Descarrega el certificat"},
 			"/streams": {"En directe ara (0)", "No hi ha cap emissió en aquesta caixa.", "Les emissions en directe no funcionen"}, "/nowhere": {"No hi ha cap pàgina"},
-			"/streams/golive":           {"<title>Emet en directe ·", "Publica des d&#39;OBS", `data-go-failed="No s&#39;ha pogut emetre en directe: %s"`, `data-state-connected="connectat"`},
-			"/streams/watch?name=plaza": {"<title>Mira plaza ·", `aria-label="Emissió en directe plaza"`, "Activa el so", `data-play-failed="No s&#39;ha pogut reproduir: %s"`},
-			"/updates":                  {"Versions a la comunitat", "actualitzacions no funciona en aquesta caixa"},
-			"/storage":                  {"Fitxers del cofre (0)", "Guarda un fitxer al cofre", `data-stored="Guardat. Testimoni de lectura`},
-			"/storage/files":            {"<title>Fitxers ·", "Aquesta carpeta és buida.", "ocupats de", `data-share-link="Enllaç per compartir: %s"`}}},
+			"/streams/golive":                {"<title>Emet en directe ·", "Publica des d&#39;OBS", `data-go-failed="No s&#39;ha pogut emetre en directe: %s"`, `data-state-connected="connectat"`},
+			"/streams/watch?name=plaza":      {"<title>Mira plaza ·", `aria-label="Emissió en directe plaza"`, "Activa el so", `data-play-failed="No s&#39;ha pogut reproduir: %s"`},
+			"/updates":                       {"Versions a la comunitat", "actualitzacions no funciona en aquesta caixa"},
+			"/storage":                       {"Fitxers del cofre (0)", "Guarda un fitxer al cofre", `data-stored="Guardat. Testimoni de lectura`},
+			"/storage/files":                 {"<title>Fitxers ·", "Aquesta carpeta és buida.", "ocupats de", `data-share-link="Enllaç per compartir: %s"`},
+			"/calls":                         {"<title>Trucades ·", "Truca des d&#39;aquesta pàgina", "La teva extensió és la <strong>", `data-ready="A punt. La teva extensió és la %s."`, "Sales de conferència", "(de admin)"},
+			"/room/0123456789abcdef01234567": {"<title>Assemblea ·", "No ets a la sala.", `data-join-failed="No s&#39;ha pogut entrar: %s"`}}},
 		{"es", "es-AR,es;q=0.9", map[string][]string{"/": {"Salud"}, "/community": {"Comunidad"}, "/services": {"Servicios"}, "/gateway": {"Pasarela"},
 			"/settings": {"Copia de seguridad"}, "/accounts": {"Tus tokens"}, "/logs": {"Nivel mínimo"}, "/certificate": {"Descarga el certificado"},
 			"/streams": {"En directo ahora (0)", "No hay ninguna emisión en esta caja.", "Las emisiones en directo no funcionan"}, "/nowhere": {"No hay ninguna página"},
-			"/streams/golive":           {"<title>Emitir en directo ·", "Publicar desde OBS", `data-go-failed="No se ha podido emitir en directo: %s"`, `data-not-live="sin emitir"`},
-			"/streams/watch?name=plaza": {"<title>Ver plaza ·", "Activar el sonido", `data-state-connecting="conectando"`, `data-play-failed="No se ha podido reproducir: %s"`},
-			"/updates":                  {"Versiones en la comunidad", "el componente de actualizaciones no funciona en esta caja"},
-			"/storage":                  {"Archivos de la bóveda (0)", "Guardar un archivo en la bóveda", `data-stored="Guardado. Token de lectura`},
-			"/storage/files":            {"<title>Archivos ·", "Esta carpeta está vacía.", "ocupados de", `data-share-link="Enlace para compartir: %s"`}}},
+			"/streams/golive":                {"<title>Emitir en directo ·", "Publicar desde OBS", `data-go-failed="No se ha podido emitir en directo: %s"`, `data-not-live="sin emitir"`},
+			"/streams/watch?name=plaza":      {"<title>Ver plaza ·", "Activar el sonido", `data-state-connecting="conectando"`, `data-play-failed="No se ha podido reproducir: %s"`},
+			"/updates":                       {"Versiones en la comunidad", "el componente de actualizaciones no funciona en esta caja"},
+			"/storage":                       {"Archivos de la bóveda (0)", "Guardar un archivo en la bóveda", `data-stored="Guardado. Token de lectura`},
+			"/storage/files":                 {"<title>Archivos ·", "Esta carpeta está vacía.", "ocupados de", `data-share-link="Enlace para compartir: %s"`},
+			"/calls":                         {"<title>Llamadas ·", "Llamar desde esta página", "Tu extensión es la <strong>", `data-incoming="Llamada entrante de %s"`, "Ahora no hay ninguna llamada."},
+			"/room/0123456789abcdef01234567": {"<title>Assemblea ·", "No estás en la sala.", `data-left="Has salido de la sala."`}}},
 	} {
 		for _, path := range slices.Sorted(maps.Keys(c.want)) {
 			resp, page := b.do("GET", path, nil, "Accept-Language", c.header)

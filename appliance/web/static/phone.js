@@ -3,7 +3,8 @@
 // line is open while the page is), POSTs to dial, answer and hang up.
 // window.cbPhone shows the state (for people debugging, and for tests).
 // The same file runs a conference room's page (window.cbRoom) and the
-// Calls page's form that makes rooms.
+// Calls page's form that makes rooms. The texts come translated in data-
+// attributes of #phone and #room, with %s for each value.
 (() => {
   const $ = (id) => document.getElementById(id);
   async function post(path, body, csrf) {
@@ -20,6 +21,10 @@
       const t = setTimeout(res, 3000);
       p.onicegatheringstatechange = () => { if (p.iceGatheringState === 'complete') { clearTimeout(t); res(); } };
     });
+  }
+  // say returns the text data-<key> of el with args in place of its %s.
+  function say(el, key, ...args) {
+    return (el.dataset[key] || key).replace(/%s/g, () => String(args.shift()));
   }
   phone();
   room();
@@ -48,18 +53,18 @@ function phone() {
     if (pc) pc.close();
     if (stream) stream.getTracks().forEach((t) => t.stop());
     pc = st.pc = null; stream = null; call = null; incoming = null;
-    bAnswer.hidden = true; bHangup.disabled = true; bCall.disabled = false; bMute.disabled = true; bMute.textContent = 'Mute';
+    bAnswer.hidden = true; bHangup.disabled = true; bCall.disabled = false; bMute.disabled = true; bMute.textContent = say(root, 'mute');
   }
   bCall.onclick = async () => {
-    if (!/^[0-9]{2,15}$/.test(to.value)) { set('Type an extension: digits only.'); return; }
+    if (!/^[0-9]{2,15}$/.test(to.value)) { set(say(root, 'digits')); return; }
     bCall.disabled = true;
-    set('Calling ' + to.value + '…');
+    set(say(root, 'calling', to.value));
     try {
       const r = await post('/api/v1/calls/dial', { to: to.value, offer: await offer() }, csrf);
       call = r.call;
       await pc.setRemoteDescription({ type: 'answer', sdp: r.answer });
       bHangup.disabled = false; bMute.disabled = false;
-    } catch (e) { set('The call failed: ' + e.message); reset(); }
+    } catch (e) { set(say(root, 'callFailed', e.message)); reset(); }
   };
   bAnswer.onclick = async () => {
     if (!incoming) return;
@@ -68,7 +73,7 @@ function phone() {
       const r = await post('/api/v1/calls/answer', { call, offer: await offer() }, csrf);
       await pc.setRemoteDescription({ type: 'answer', sdp: r.answer });
       bMute.disabled = false;
-    } catch (e) { set('Answering failed: ' + e.message); reset(); }
+    } catch (e) { set(say(root, 'answerFailed', e.message)); reset(); }
   };
   bHangup.onclick = async () => {
     const c = call || incoming;
@@ -78,21 +83,21 @@ function phone() {
     const t = stream && stream.getAudioTracks()[0];
     if (!t) return;
     t.enabled = !t.enabled;
-    bMute.textContent = t.enabled ? 'Mute' : 'Unmute';
+    bMute.textContent = say(root, t.enabled ? 'mute' : 'unmute');
   };
   const es = new EventSource('/api/v1/calls/line');
-  es.addEventListener('line', (e) => { st.ready = true; set('Ready. Your extension is ' + JSON.parse(e.data).extension + '.'); });
+  es.addEventListener('line', (e) => { st.ready = true; set(say(root, 'ready', JSON.parse(e.data).extension)); });
   es.onmessage = (e) => {
     const ev = JSON.parse(e.data);
     st.events.push(ev);
     switch (ev.type) {
-      case 'incoming': incoming = ev.call; set('Incoming call from ' + ev.peer); bAnswer.hidden = false; bHangup.disabled = false; break;
-      case 'ringing': set('Ringing ' + ev.peer + '…'); break;
-      case 'answered': st.answered++; set('In a call with ' + ev.peer); bHangup.disabled = false; break;
-      case 'ended': st.ended++; set('Call ended: ' + ev.reason); reset(); break;
+      case 'incoming': incoming = ev.call; set(say(root, 'incoming', ev.peer)); bAnswer.hidden = false; bHangup.disabled = false; break;
+      case 'ringing': set(say(root, 'ringing', ev.peer)); break;
+      case 'answered': st.answered++; set(say(root, 'inCall', ev.peer)); bHangup.disabled = false; break;
+      case 'ended': st.ended++; set(say(root, 'ended', ev.reason)); reset(); break;
     }
   };
-  es.onerror = () => { st.ready = false; set('The phone line was lost; reconnecting…'); };
+  es.onerror = () => { st.ready = false; set(say(root, 'lost')); };
 }
 
 // room joins a conference room: one microphone track up, receive-only
@@ -113,7 +118,7 @@ function room() {
   }
   bJoin.onclick = async () => {
     bJoin.disabled = true;
-    set('Joining…');
+    set(say(root, 'joining'));
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
       pc = st.pc = new RTCPeerConnection({ iceServers: [] });
@@ -126,12 +131,12 @@ function room() {
       st.id = r.id;
       await pc.setRemoteDescription({ type: 'answer', sdp: r.answer });
       st.joined = true; bLeave.disabled = false;
-      set('In the room.');
-    } catch (e) { set('Joining failed: ' + e.message); reset(); }
+      set(say(root, 'inRoom'));
+    } catch (e) { set(say(root, 'joinFailed', e.message)); reset(); }
   };
   bLeave.onclick = async () => {
     if (st.id) { try { await post('/api/v1/rooms/' + token + '/leave', { id: st.id }); } catch (e) { /* gone already */ } }
-    reset(); set('You left the room.');
+    reset(); set(say(root, 'left'));
   };
 }
 
