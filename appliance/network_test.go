@@ -36,15 +36,23 @@ func TestParseUpstreams(t *testing.T) {
 	}
 }
 
-// TestNetworkSettingsForm: a wrong resolver is refused next to its field
-// and nothing is saved; a right one is saved and cloudboxd restarts.
-func TestNetworkSettingsForm(t *testing.T) {
+// settingsAdmin returns a handler whose wizard ran (not a member of a
+// community), with its own state directory, an administrator's browser and
+// the count of restarts the handler asked for.
+func settingsAdmin(t *testing.T) (*handler, *browser, *int) {
+	t.Helper()
 	h, _ := newTestHandler(t, "box")
 	h.cfg.overlay = &fakeOverlay{v: overlayView{State: "not a member", NotMember: true}}
 	h.cfg.stateDir = t.TempDir()
-	restarts := 0
-	h.cfg.restart = func() { restarts++ }
-	b := wizard(t, h)
+	restarts := new(int)
+	h.cfg.restart = func() { *restarts++ }
+	return h, wizard(t, h), restarts
+}
+
+// TestNetworkSettingsForm: a wrong resolver is refused next to its field
+// and nothing is saved; a right one is saved and cloudboxd restarts.
+func TestNetworkSettingsForm(t *testing.T) {
+	h, b, restarts := settingsAdmin(t)
 	tok := b.csrf("/settings")
 	file := filepath.Join(h.cfg.stateDir, NetworkFile)
 
@@ -53,8 +61,8 @@ func TestNetworkSettingsForm(t *testing.T) {
 	if !strings.Contains(body, `id="upstreams-error"`) || !strings.Contains(body, "dns.example") {
 		t.Errorf("bad resolver not marked at its field:\n%s", body)
 	}
-	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) || restarts != 0 {
-		t.Fatalf("after a refused form: %s %v, %d restarts", NetworkFile, err, restarts)
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) || *restarts != 0 {
+		t.Fatalf("after a refused form: %s %v, %d restarts", NetworkFile, err, *restarts)
 	}
 	resp, body = b.do("POST", "/settings/network", url.Values{"upstreams": {"192.0.2.53"}})
 	wantCode(t, "network without CSRF token", resp, body, http.StatusForbidden)
@@ -62,8 +70,8 @@ func TestNetworkSettingsForm(t *testing.T) {
 	resp, body = b.do("POST", "/settings/network", url.Values{"csrf": {tok}, "upstreams": {"192.0.2.53, [2001:db8::53]:53"}})
 	wantCode(t, "POST /settings/network", resp, body, http.StatusOK)
 	n, err := loadNetwork(h.cfg.stateDir)
-	if err != nil || !slices.Equal(n.DNSUpstreams, []string{"192.0.2.53", "[2001:db8::53]:53"}) || restarts != 1 {
-		t.Errorf("saved %+v %v, %d restarts; want the two resolvers and 1", n, err, restarts)
+	if err != nil || !slices.Equal(n.DNSUpstreams, []string{"192.0.2.53", "[2001:db8::53]:53"}) || *restarts != 1 {
+		t.Errorf("saved %+v %v, %d restarts; want the two resolvers and 1", n, err, *restarts)
 	}
 	if _, page := b.do("GET", "/settings", nil); !strings.Contains(page, `value="192.0.2.53 [2001:db8::53]:53"`) {
 		t.Errorf("settings page does not show the saved resolvers:\n%s", page)

@@ -20,12 +20,7 @@ import (
 // and the administrator's password; then it marks the state and asks for a
 // restart, and nothing else happens before it.
 func TestFactoryResetForm(t *testing.T) {
-	h, _ := newTestHandler(t, "box")
-	h.cfg.overlay = &fakeOverlay{v: overlayView{State: "not a member", NotMember: true}}
-	h.cfg.stateDir = t.TempDir()
-	restarts := 0
-	h.cfg.restart = func() { restarts++ }
-	b := wizard(t, h)
+	h, b, restarts := settingsAdmin(t)
 	tok := b.csrf("/settings")
 	marker := filepath.Join(h.cfg.stateDir, resetMarker)
 
@@ -46,15 +41,15 @@ func TestFactoryResetForm(t *testing.T) {
 		if c.field != "" && (!strings.Contains(body, `id="`+c.field+`" name=`) || !strings.Contains(body, `aria-invalid="true" aria-describedby="reset-error"`) || !strings.Contains(body, c.message)) {
 			t.Errorf("%s: the form does not mark %s with %q", c.name, c.field, c.message)
 		}
-		if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) || restarts != 0 {
-			t.Fatalf("%s: marker %v, %d restarts; want neither", c.name, err, restarts)
+		if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) || *restarts != 0 {
+			t.Fatalf("%s: marker %v, %d restarts; want neither", c.name, err, *restarts)
 		}
 	}
 
 	resp, body := b.do("POST", "/settings/reset", url.Values{"csrf": {tok}, "password": {"correct horse battery"}, "confirm": {" Reset "}})
 	wantCode(t, "factory reset", resp, body, http.StatusOK)
-	if _, err := os.Stat(marker); err != nil || restarts != 1 {
-		t.Errorf("after the reset: marker %v, %d restarts; want the marker and 1", err, restarts)
+	if _, err := os.Stat(marker); err != nil || *restarts != 1 {
+		t.Errorf("after the reset: marker %v, %d restarts; want the marker and 1", err, *restarts)
 	}
 }
 
