@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"crypto/ecdh"
 	"fmt"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,21 +95,7 @@ func waitEvery(t testing.TB, interval, d time.Duration, what string, cond func()
 // checkGoroutines fails the test if the goroutine count does not return to
 // what it was at the call within 15 s of the test's end (memberlist's
 // timers exit shortly after Shutdown).
-func checkGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(15 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines leaked: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
-}
+func checkGoroutines(t *testing.T) { testenv.CheckGoroutines(t, 15*time.Second) }
 
 // cmpAddr compares netip.Addr values, whose fields are unexported.
 var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })

@@ -2,10 +2,10 @@ package stream
 
 import (
 	"context"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -169,18 +169,4 @@ func TestPublisherReconnects(t *testing.T) {
 
 // checkLeaks fails the test if goroutines started during it are still
 // running 10 s after its cleanups (pion stops some of its own lazily).
-func checkLeaks(t testing.TB) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines leaked: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
-}
+func checkLeaks(t testing.TB) { testenv.CheckGoroutines(t, 10*time.Second) }

@@ -6,32 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cloudbox/cloudbox/internal/testenv"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
 
 // checkGoroutines fails the test if it leaves goroutines behind.
-func checkGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines leaked: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
+func checkGoroutines(t *testing.T) { testenv.CheckGoroutines(t, 10*time.Second) }
 
 // bigBody is longer than bufferLimit, so it is sent chunked.
 var bigBody = bytes.Repeat([]byte("0123456789abcdef"), 3*bufferLimit/16+5)
