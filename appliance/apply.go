@@ -95,8 +95,9 @@ type installer struct {
 	// slotFile says whether a boot file (a path on the boot partition)
 	// belongs to a slot (the kernel's files) rather than the firmware.
 	slotFile func(p string) bool
-	// reboot restarts the box, with the tryboot flag when trial is set.
-	reboot func(trial bool) error
+	// reboot restarts the box, with the tryboot flag when trial is set;
+	// why goes to the console.
+	reboot func(trial bool, why string) error
 	// healthy returns nil when the box is healthy.
 	healthy func(ctx context.Context) error
 	// markCommitted tells init that the trial committed.
@@ -266,7 +267,7 @@ func (in *installer) Apply(ctx context.Context, m *update.Manifest, s *update.St
 		return err
 	}
 	in.log.Info("rebooting into the new release on trial", "version", m.Version, "slot", target)
-	if err := in.reboot(true); err != nil {
+	if err := in.reboot(true, "trial boot of version "+m.Version); err != nil {
 		return fail(fmt.Errorf("rebooting: %w", err))
 	}
 	return nil
@@ -420,7 +421,7 @@ func (in *installer) Resume(ctx context.Context) error {
 			// A trial boot without a trial in progress (a cut between
 			// the flag and the state): back to the committed slot.
 			in.log.Warn("running an uncommitted slot without a trial: rebooting", "slot", in.disk.Active)
-			return in.reboot(false)
+			return in.reboot(false, "an uncommitted slot runs without a trial")
 		}
 		return err
 	}
@@ -458,7 +459,7 @@ func (in *installer) Resume(ctx context.Context) error {
 			return err
 		}
 		in.log.Warn("trial failed: rebooting into the previous version", "version", st.Version, "reason", herr)
-		return in.reboot(false)
+		return in.reboot(false, "version "+st.Version+" failed its trial")
 	}
 	if err := in.step("commit"); err != nil {
 		return err

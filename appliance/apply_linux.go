@@ -104,8 +104,13 @@ func mounted(dir string) bool {
 
 // rebootBox syncs the disks and reboots; with tryboot on a Raspberry Pi it
 // passes the firmware's "0 tryboot" argument (LINUX_REBOOT_CMD_RESTART2),
-// elsewhere the tryboot flag file does (internal/bootslot).
-func rebootBox(tryboot, pi bool) error {
+// elsewhere the tryboot flag file does (internal/bootslot). why is
+// written to the kernel log, so the console shows why the box rebooted.
+func rebootBox(tryboot, pi bool, why string) error {
+	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		fmt.Fprintf(f, "cloudboxd: rebooting: %s\n", why)
+		f.Close()
+	}
 	unix.Sync()
 	// Leave the boot partition clean (no "not properly unmounted").
 	// Best effort: a failure must not keep the box from rebooting.

@@ -10,6 +10,8 @@ import "errors"
 // openSlotDisk finds no slots off Linux: updates are held and served only.
 func openSlotDisk() (slotDisk, bool, error) { return slotDisk{}, false, nil }
 
-func rebootBox(tryboot, pi bool) error { return errors.New("reboot is not supported on this system") }
+func rebootBox(tryboot, pi bool, why string) error {
+	return errors.New("reboot is not supported on this system")
+}
 
 func markTrialCommitted() error { return nil }

@@ -90,7 +90,7 @@ func (b *fakeBox) installer(healthy error, trial time.Duration) *installer {
 		disk: b.disk, stateFile: filepath.Join(b.dir, "state/update", installFile), running: b.running(),
 		trial:    trial,
 		slotFile: func(p string) bool { return p == "vmlinuz" },
-		reboot: func(trial bool) error {
+		reboot: func(trial bool, why string) error {
 			b.rebooted = append(b.rebooted, trial)
 			return nil
 		},

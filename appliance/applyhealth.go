@@ -48,7 +48,7 @@ func openInstaller(cfg UpdateConfig, dir, board, version string, healthy func(co
 			}
 			return false
 		},
-		reboot:        func(tryboot bool) error { return rebootBox(tryboot, board == "rpi") },
+		reboot:        func(tryboot bool, why string) error { return rebootBox(tryboot, board == "rpi", why) },
 		healthy:       healthy,
 		markCommitted: markTrialCommitted,
 		now:           time.Now,

@@ -15,12 +15,14 @@ import (
 // Partition sizes shared by every gokrazy-style board, in bytes. The layout is
 // the one gokrazy's init and update code expect (see
 // shared/docs/gokrazy-image.md §2): a 4 MiB gap for the partition tables, a
-// 100 MiB FAT boot partition, two 500 MiB root slots and /perm in the rest.
+// 256 MiB FAT boot partition (gokrazy uses 100 MiB; two slots of the arm64
+// or Pi kernel files need about 115 MiB), two 500 MiB root slots and /perm
+// in the rest.
 const (
 	MiB = 1 << 20
 
 	FirstPartitionOffset = 4 * MiB   // LBA 8192
-	BootSize             = 100 * MiB // p1, FAT16B
+	BootSize             = 256 * MiB // p1, FAT16B (4 KiB clusters): the shared files and two slots of kernel files
 	RootSize             = 500 * MiB // p2 and p3, squashfs
 	// MinPermSize is the smallest /perm we accept when sizing an image.
 	MinPermSize = 64 * MiB

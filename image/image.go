@@ -21,7 +21,7 @@ import (
 )
 
 // DefaultSize is the image size when Config.Size is zero: it fits a 2 GB SD
-// card and leaves about 900 MiB for /perm.
+// card and leaves about 780 MiB for /perm.
 const DefaultSize = 2 << 30
 
 // Config says what image to build. Zero values are documented per field.

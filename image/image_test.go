@@ -19,7 +19,7 @@ import (
 	"github.com/cloudbox/cloudbox/internal/testenv"
 )
 
-const testSize = 1200 << 20
+const testSize = 1400 << 20
 
 // built caches one image per board for the structure tests: building is the
 // expensive part, checking is cheap.
@@ -99,7 +99,8 @@ func TestParseSize(t *testing.T) {
 }
 
 // TestLayout checks the partition offsets against gokrazy's layout
-// (shared/docs/gokrazy-image.md §2.1).
+// (shared/docs/gokrazy-image.md §2.1), with a 256 MiB boot partition
+// instead of 100 MiB (two slots of kernel files).
 func TestLayout(t *testing.T) {
 	b, _ := boards.Lookup("rpi")
 	l, err := newLayout(b, 2<<30, "cloudbox")
@@ -107,7 +108,7 @@ func TestLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := int64(2<<30) / 512
-	want := [4][2]int64{{8192, 204800}, {212992, 1024000}, {1236992, 1024000}, {2260992, n - 34 - 2260992 + 1}}
+	want := [4][2]int64{{8192, 524288}, {532480, 1024000}, {1556480, 1024000}, {2580480, n - 34 - 2580480 + 1}}
 	for i, p := range l.Parts {
 		if got := [2]int64{p.Start, p.Sectors}; got != want[i] {
 			t.Errorf("partition %d: start, sectors = %v, want %v", i+1, got, want[i])

@@ -135,7 +135,7 @@ func TestBoot(t *testing.T) {
 			const version = "v0.0.0-boottest"
 			start := time.Now()
 			if _, err := image.Build(context.Background(), image.Config{
-				Board: b, Out: img, Size: 1200 << 20, Hostname: "cbboot", Version: version,
+				Board: b, Out: img, Size: 1400 << 20, Hostname: "cbboot", Version: version,
 				SourceDir: testenv.ModuleRoot(t),
 			}); err != nil {
 				t.Fatalf("building image: %v", err)

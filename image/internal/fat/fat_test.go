@@ -121,6 +121,29 @@ func longNameFiles() []File {
 	return files
 }
 
+func TestClusterSize(t *testing.T) {
+	for _, tt := range []struct {
+		size, cluster int64
+	}{
+		{minSize, 2 << 10},
+		{100 << 20, 2 << 10},
+		{128 << 20, 2 << 10},
+		{129 << 20, 4 << 10},
+		{256 << 20, 4 << 10},
+		{257 << 20, 8 << 10},
+		{2000 << 20, 32 << 10},
+	} {
+		l := writeLayout(tt.size / sectorSize)
+		if l.clusterSize != tt.cluster || l.clusters < minClusters || l.clusters > maxClusters {
+			t.Errorf("%d MiB: %d clusters of %d bytes, want clusters of %d within FAT16's %d to %d",
+				tt.size>>20, l.clusters, l.clusterSize, tt.cluster, minClusters, maxClusters)
+		}
+		if l.dataStart%l.clusterSize != 0 || l.fatStart != l.clusterSize {
+			t.Errorf("%d MiB: data at %d, FAT at %d: want both aligned to the %d-byte cluster", tt.size>>20, l.dataStart, l.fatStart, l.clusterSize)
+		}
+	}
+}
+
 var writeTests = []struct {
 	name  string
 	size  int64
@@ -136,12 +159,13 @@ var writeTests = []struct {
 			{Path: "config.txt", Data: []byte("arm_64bit=1\n")},
 			{Path: "vmlinuz", Data: random(20, 1<<20)},
 			{Path: "empty", Data: []byte{}},
-			{Path: "one-cluster", Data: random(21, clusterSize)},
-			{Path: "cluster+1", Data: random(22, clusterSize+1)},
+			{Path: "one-cluster", Data: random(21, 2048)},
+			{Path: "cluster+1", Data: random(22, 2048+1)},
 		},
 	},
 	{name: "smallest", size: minSize, files: []File{{Path: "cmdline.txt", Data: []byte("x")}}},
-	{name: "largest", size: 128 << 20, files: []File{{Path: "vmlinuz", Data: random(30, 127<<20)}}},
+	{name: "largest with 2 KiB clusters", size: 128 << 20, files: []File{{Path: "vmlinuz", Data: random(30, 127<<20)}}},
+	{name: "4 KiB clusters", size: 256 << 20, files: []File{{Path: "a/vmlinuz", Data: random(31, 1<<20)}, {Path: "b/vmlinuz", Data: random(32, 4097)}}},
 	{name: "nested", size: 100 << 20, files: nestedFiles()},
 	{name: "raspberry pi", size: 100 << 20, files: piBootFiles()},
 	{
@@ -492,7 +516,7 @@ func TestWriteErrors(t *testing.T) {
 		want  error
 	}{
 		{name: "size too small", size: 8 << 20, want: ErrSize},
-		{name: "size too large", size: 129 << 20, want: ErrSize},
+		{name: "size too large", size: 2100 << 20, want: ErrSize},
 		{name: "size not sectors", size: 16<<20 + 100, want: ErrSize},
 		{name: "negative size", size: -1, want: ErrSize},
 		{name: "offset not sectors", off: 100, size: 16 << 20, want: ErrSize},

@@ -6,18 +6,20 @@ import (
 )
 
 // Layout of the file systems written by Write. gokrazy's reader depends on
-// the sector and cluster sizes and on there being exactly one FAT: it locates
-// the root directory at reservedSectors + fatSectors.
+// the sector size and on there being exactly one FAT: it locates the root
+// directory at reserved sectors + fatSectors. Clusters are 2 KiB, or larger
+// when a file system of more than about 128 MiB would otherwise exceed
+// FAT16's cluster count; the reserved sectors pad the boot sector to one
+// cluster, as gokrazy does.
 const (
-	sectorSize        = 512
-	sectorsPerCluster = 4
-	clusterSize       = sectorSize * sectorsPerCluster
-	reservedSectors   = sectorsPerCluster // boot sector padded to a cluster, as gokrazy does
-	numFATs           = 1
-	rootEntries       = 512
-	dirEntrySize      = 32
-	rootDirSectors    = rootEntries * dirEntrySize / sectorSize
-	mediaFixedDisk    = 0xF8
+	sectorSize           = 512
+	minSectorsPerCluster = 4
+	maxSectorsPerCluster = 64 // 32 KiB, FAT16's largest portable cluster
+	numFATs              = 1
+	rootEntries          = 512
+	dirEntrySize         = 32
+	rootDirSectors       = rootEntries * dirEntrySize / sectorSize
+	mediaFixedDisk       = 0xF8
 )
 
 // FAT16 limits (Microsoft FAT specification, "FAT type determination"):
@@ -60,18 +62,33 @@ func (l layout) clusterOffset(c int64) int64 {
 }
 
 // writeLayout returns the layout Write uses for a file system of the given
-// number of sectors. The FAT is sized for the largest cluster count the
-// sectors could hold and rounded up to whole clusters, so that the data area
-// starts cluster-aligned.
+// number of sectors: the smallest clusters that keep the count within
+// FAT16's limit.
 func writeLayout(sectors int64) layout {
-	meta := int64(reservedSectors + rootDirSectors)
+	spc := int64(minSectorsPerCluster)
+	for {
+		l := writeLayoutWith(sectors, spc)
+		if l.clusters <= maxClusters || spc >= maxSectorsPerCluster {
+			return l
+		}
+		spc *= 2
+	}
+}
+
+// writeLayoutWith returns the layout for spc sectors per cluster. The FAT
+// is sized for the largest cluster count the sectors could hold and rounded
+// up so that the data area starts cluster-aligned.
+func writeLayoutWith(sectors, spc int64) layout {
+	sectorsPerCluster, reservedSectors := spc, spc
+	meta := reservedSectors + rootDirSectors
 	upper := max((sectors-meta)/sectorsPerCluster, 0)
 	fatSectors := ((upper+2)*2 + sectorSize - 1) / sectorSize
-	fatSectors = (fatSectors + sectorsPerCluster - 1) / sectorsPerCluster * sectorsPerCluster
+	// The FAT and root directory together end on a cluster boundary.
+	fatSectors = (fatSectors+rootDirSectors+sectorsPerCluster-1)/sectorsPerCluster*sectorsPerCluster - rootDirSectors
 	l := layout{
 		totalSectors: sectors,
 		fatSectors:   fatSectors,
-		clusterSize:  clusterSize,
+		clusterSize:  spc * sectorSize,
 		fatStart:     reservedSectors * sectorSize,
 		rootStart:    (reservedSectors + numFATs*fatSectors) * sectorSize,
 		rootEntries:  rootEntries,

@@ -54,8 +54,9 @@ type Options struct {
 // (sparse) file. The output depends only on the arguments, not on the order of
 // files. Every file and directory occupies one contiguous run of clusters.
 //
-// size must give between 4085 and 65524 clusters of 2 KiB, that is roughly
-// 8 MiB + 4 KiB to 128 MiB.
+// size must give between 4085 and 65524 clusters, that is roughly
+// 8 MiB + 4 KiB to 2 GiB: clusters are 2 KiB up to about 128 MiB and grow
+// (4 KiB up to 256 MiB, and so on to 32 KiB) above.
 func Write(w io.WriterAt, off, size int64, files []File, opts Options) error {
 	if off < 0 || off%sectorSize != 0 || off/sectorSize > math.MaxUint32 {
 		return fmt.Errorf("%w: offset %d is not a multiple of %d below 2 TiB", ErrSize, off, sectorSize)
@@ -65,7 +66,7 @@ func Write(w io.WriterAt, off, size int64, files []File, opts Options) error {
 	}
 	l := writeLayout(size / sectorSize)
 	if l.clusters < minClusters || l.clusters > maxClusters {
-		return fmt.Errorf("%w: %d bytes give %d clusters, FAT16 needs %d to %d: use a size between 8 MiB + 4 KiB and 128 MiB",
+		return fmt.Errorf("%w: %d bytes give %d clusters, FAT16 needs %d to %d: use a size between 8 MiB + 4 KiB and 2 GiB",
 			ErrSize, size, l.clusters, minClusters, maxClusters)
 	}
 	label, hasLabel, err := volumeLabel(opts.Label)
@@ -77,13 +78,13 @@ func Write(w io.WriterAt, off, size int64, files []File, opts Options) error {
 		return err
 	}
 
-	next, err := allocate(root, hasLabel)
+	next, err := allocate(root, hasLabel, l.clusterSize)
 	if err != nil {
 		return err
 	}
 	if used := next - 2; used > l.clusters {
 		return fmt.Errorf("%w: files and directories need %d KiB, the file system holds %d KiB",
-			ErrNoSpace, used*clusterSize/1024, l.clusters*clusterSize/1024)
+			ErrNoSpace, used*l.clusterSize/1024, l.clusters*l.clusterSize/1024)
 	}
 
 	fw := fsWriter{w: w, off: off, l: l}
@@ -201,7 +202,7 @@ func buildTree(files []File) (*node, error) {
 // allocate gives every file and directory below root a contiguous run of
 // clusters, in pre-order with children sorted by name, and returns the first
 // cluster left free. It checks that directories can hold their entries.
-func allocate(root *node, hasLabel bool) (next int64, err error) {
+func allocate(root *node, hasLabel bool, clusterSize int64) (next int64, err error) {
 	rootUsed := int64(0)
 	if hasLabel {
 		rootUsed++
@@ -275,8 +276,8 @@ func bootSector(l layout, hiddenSectors, volumeID uint32, label [11]byte) []byte
 	copy(b, []byte{0xEB, 0x3C, 0x90}) // jmp to the boot code at 0x3E
 	copy(b[3:], "cloudbox")           // OEM name
 	binary.LittleEndian.PutUint16(b[11:], sectorSize)
-	b[13] = sectorsPerCluster
-	binary.LittleEndian.PutUint16(b[14:], reservedSectors)
+	b[13] = byte(l.clusterSize / sectorSize)
+	binary.LittleEndian.PutUint16(b[14:], uint16(l.fatStart/sectorSize))
 	b[16] = numFATs
 	binary.LittleEndian.PutUint16(b[17:], rootEntries)
 	if l.totalSectors <= math.MaxUint16 {
