@@ -65,7 +65,7 @@ func TestSoftphoneBrowser(t *testing.T) {
 	if err := p.WaitFor(t.Context(), 10*time.Second, `location.pathname === "/calls" && window.cbPhone && window.cbPhone.ready`); err != nil {
 		t.Fatalf("the Calls page did not open alice's line: %v", err)
 	}
-	if err := p.Eval(t.Context(), browsertest.FakeMicrophone, nil); err != nil {
+	if err := p.Eval(t.Context(), browsertest.FakeCameraAndMicrophone, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -201,7 +201,7 @@ func TestRoomBrowsers(t *testing.T) {
 		if err := p.Navigate(t.Context(), base+made.Link); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Eval(t.Context(), browsertest.FakeMicrophone+fmt.Sprintf(`; document.querySelector("#room-name").value = %q; true`, name), nil); err != nil {
+		if err := p.Eval(t.Context(), browsertest.FakeCameraAndMicrophone+fmt.Sprintf(`; document.querySelector("#room-name").value = %q; true`, name), nil); err != nil {
 			t.Fatal(err)
 		}
 		click(t, p, "#room-join")
@@ -212,17 +212,22 @@ func TestRoomBrowsers(t *testing.T) {
 		}
 		pages = append(pages, p)
 	}
-	// Each hears the two others: two receive transceivers with packets.
-	const voices = `(async () => { let n = 0; (await window.cbRoom.pc.getStats()).forEach(r => {
-	  if (r.type === 'inbound-rtp' && r.packetsReceived >= 25) n++; }); return n; })()`
+	// Each hears and sees the two others: two audio receivers with
+	// packets, two video receivers with decoded frames, and two pictures
+	// shown on the page besides its own.
+	const media = `(async () => { let a = 0, v = 0; (await window.cbRoom.pc.getStats()).forEach(r => {
+	  if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.packetsReceived >= 25) a++;
+	  if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded >= 10) v++; });
+	  const shown = [...document.querySelectorAll('#room-video video:not(.self)')].filter(e => !e.hidden && e.videoWidth > 0).length;
+	  return [a, v, shown]; })()`
 	for i, p := range pages {
-		netnstest.WaitFor(t, 20*time.Second, func() string {
-			var n int
-			if err := p.Eval(t.Context(), voices, &n); err != nil {
+		netnstest.WaitFor(t, 30*time.Second, func() string {
+			var n []int
+			if err := p.Eval(t.Context(), media, &n); err != nil {
 				return err.Error()
 			}
-			if n != 2 {
-				return fmt.Sprintf("participant %d receives %d voices, want 2", i, n)
+			if len(n) != 3 || n[0] != 2 || n[1] != 2 || n[2] != 2 {
+				return fmt.Sprintf("participant %d receives [voices, pictures, pictures shown] %v, want [2 2 2]", i, n)
 			}
 			return ""
 		})
@@ -233,12 +238,26 @@ func TestRoomBrowsers(t *testing.T) {
 		t.Fatalf("rooms = %+v, want one with 3 participants", info.Rooms)
 	}
 	for _, p := range info.Rooms[0].Participants {
-		if p.Sent == 0 || p.Received == 0 {
+		if p.Sent == 0 || p.Received == 0 || p.VideoSent == 0 || p.VideoReceived == 0 {
 			t.Errorf("participant %+v: nothing forwarded", p)
 		}
 	}
-	// Leaving frees the room.
-	for _, p := range pages {
+	// The first to leave disappears from the others' pictures; once all
+	// have left the room is gone.
+	click(t, pages[0], "#room-leave")
+	for i, p := range pages[1:] {
+		netnstest.WaitFor(t, 15*time.Second, func() string {
+			var n []int
+			if err := p.Eval(t.Context(), media, &n); err != nil {
+				return err.Error()
+			}
+			if len(n) != 3 || n[2] != 1 {
+				return fmt.Sprintf("participant %d after the first left: [voices, pictures, pictures shown] %v, want 1 shown", i+1, n)
+			}
+			return ""
+		})
+	}
+	for _, p := range pages[1:] {
 		click(t, p, "#room-leave")
 	}
 	netnstest.WaitFor(t, 10*time.Second, func() string {

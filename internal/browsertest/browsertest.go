@@ -75,7 +75,10 @@ func StartWithFlags(t testing.TB, flags []string, wrap ...string) *Browser {
 	args := append(append([]string{}, wrap...), bin, "--headless=new", "--no-sandbox", "--remote-debugging-pipe",
 		"--user-data-dir="+t.TempDir(), "--no-first-run", "--no-default-browser-check", "--disable-gpu",
 		"--disable-dev-shm-usage", "--disable-extensions", "--disable-background-networking", "--disable-sync",
-		"--metrics-recording-only", "--mute-audio", "--hide-scrollbars", "--lang=en-US")
+		"--metrics-recording-only", "--mute-audio", "--hide-scrollbars", "--lang=en-US",
+		// Tests drive several pages at once: pages in the background keep
+		// their timers and rendering at full speed.
+		"--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows")
 	args = append(append(args, flags...), "about:blank")
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.ExtraFiles = []*os.File{cmdR, outW} // fd 3: commands in, fd 4: answers out

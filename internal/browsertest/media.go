@@ -5,12 +5,20 @@ import (
 	"fmt"
 )
 
-// FakeMicrophone is a script that replaces getUserMedia with a generated
-// tone (headless Chromium has no microphone). The page needs a user
+// FakeCameraAndMicrophone is a script that replaces getUserMedia with a
+// generated tone and, when video is asked for, a moving test picture drawn
+// on a canvas (640x360, 15 frames a second). The page needs a user
 // activation (Click) before its audio runs.
-const FakeMicrophone = `navigator.mediaDevices.getUserMedia = async () => {
+const FakeCameraAndMicrophone = `navigator.mediaDevices.getUserMedia = async (c) => {
   const ac = new AudioContext(); const o = ac.createOscillator(); const d = ac.createMediaStreamDestination();
-  o.connect(d); o.start(); return d.stream; }; true`
+  o.connect(d); o.start(); const s = d.stream;
+  if (c && c.video) {
+    const cv = document.createElement('canvas'); cv.width = 640; cv.height = 360; const g = cv.getContext('2d'); let n = 0;
+    setInterval(() => { n++; g.fillStyle = 'hsl(' + (n * 7 % 360) + ',70%,50%)'; g.fillRect(0, 0, 640, 360);
+      g.fillStyle = '#fff'; g.fillRect((n * 9) % 600, 150, 40, 40); }, 66);
+    cv.captureStream(15).getVideoTracks().forEach((t) => s.addTrack(t));
+  }
+  return s; }; true`
 
 // Click clicks the element matching the CSS selector as a person would
 // (mouse events through CDP), which gives the page a user activation:

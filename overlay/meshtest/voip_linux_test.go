@@ -206,7 +206,7 @@ func browserAcrossBoxes(t *testing.T, a, b *box, bob phoneInfo) {
 	if code, err := a.get("/api/v1/calls/phone?account=alice", &alice); err != nil || code != http.StatusOK {
 		t.Fatalf("alice's phone on a: %d %v", code, err)
 	}
-	if err := p.Eval(ctx, browsertest.FakeMicrophone, nil); err != nil {
+	if err := p.Eval(ctx, browsertest.FakeCameraAndMicrophone, nil); err != nil {
 		t.Fatal(err)
 	}
 	tone := sipptest.Tone(t, 6)

@@ -100,13 +100,16 @@ function phone() {
   es.onerror = () => { st.ready = false; set(say(root, 'lost')); };
 }
 
-// room joins a conference room: one microphone track up, receive-only
-// transceivers for the others' voices (the box fills them as they join).
+// room joins a conference room: the microphone (and the camera, when
+// chosen and present) up, receive-only transceivers for the others' voices
+// and pictures (the box fills them as they join). A picture shows while
+// its receiver decodes frames (a track's mute state is not reliable for
+// that: Chrome leaves some receive-only tracks muted while they play).
 function room() {
   const root = $('room');
   if (!root) return;
   const token = root.dataset.room, slots = +root.dataset.slots;
-  const status = $('room-status'), bJoin = $('room-join'), bLeave = $('room-leave'), box = $('room-audio');
+  const status = $('room-status'), bJoin = $('room-join'), bLeave = $('room-leave'), box = $('room-audio'), grid = $('room-video');
   const st = (window.cbRoom = { joined: false, id: null, pc: null, state: '' });
   const set = (s) => { status.textContent = s; st.state = s; };
   let pc = null, stream = null;
@@ -114,17 +117,48 @@ function room() {
     if (pc) pc.close();
     if (stream) stream.getTracks().forEach((t) => t.stop());
     pc = st.pc = null; stream = null; st.joined = false; st.id = null;
-    box.replaceChildren(); bJoin.disabled = false; bLeave.disabled = true;
+    box.replaceChildren(); grid.replaceChildren(); bJoin.disabled = false; bLeave.disabled = true;
+    clearInterval(watch); watch = null;
+  }
+  let watch = null;
+  function picture(track, self) {
+    const v = document.createElement('video');
+    v.autoplay = true; v.muted = true; v.playsInline = true; v.srcObject = new MediaStream([track]);
+    if (self) v.className = 'self';
+    else { v.hidden = true; v.last = 0; v.frames = 0; v.track = track.id; }
+    grid.appendChild(v);
+    if (!watch) watch = setInterval(showPlaying, 1000);
+  }
+  async function showPlaying() {
+    if (!pc) return;
+    const frames = {};
+    (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames[r.trackIdentifier] = r.framesDecoded || 0; });
+    const now = Date.now();
+    grid.querySelectorAll('video:not(.self)').forEach((v) => {
+      if ((frames[v.track] || 0) > v.frames) { v.frames = frames[v.track]; v.last = now; }
+      v.hidden = now - v.last > 3000;
+    });
+  }
+  async function media() {
+    if ($('room-camera').checked) {
+      try { return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } }); } catch (e) { /* no camera: audio only */ }
+    }
+    return navigator.mediaDevices.getUserMedia({ audio: true });
   }
   bJoin.onclick = async () => {
     bJoin.disabled = true;
     set(say(root, 'joining'));
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      stream = await media();
       pc = st.pc = new RTCPeerConnection({ iceServers: [] });
       stream.getTracks().forEach((t) => pc.addTrack(t, stream));
+      stream.getVideoTracks().forEach((t) => picture(t, true));
       for (let i = 0; i < slots; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
-      pc.ontrack = (e) => { const a = document.createElement('audio'); a.autoplay = true; a.srcObject = new MediaStream([e.track]); box.appendChild(a); };
+      for (let i = 0; i < slots; i++) pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.ontrack = (e) => {
+        if (e.track.kind === 'video') { picture(e.track, false); return; }
+        const a = document.createElement('audio'); a.autoplay = true; a.srcObject = new MediaStream([e.track]); box.appendChild(a);
+      };
       await pc.setLocalDescription(await pc.createOffer());
       await gathered(pc);
       const r = await post('/api/v1/rooms/' + token + '/join', { name: $('room-name').value, offer: pc.localDescription.sdp });
