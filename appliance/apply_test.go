@@ -87,7 +87,8 @@ func (b *fakeBox) release(v string) (*update.Manifest, *update.Store) {
 // installer returns the installer of the box as booted now.
 func (b *fakeBox) installer(healthy error, trial time.Duration) *installer {
 	return &installer{
-		disk: b.disk, stateFile: filepath.Join(b.dir, "state/update", installFile), running: b.running(),
+		installState: installState{stateFile: filepath.Join(b.dir, "state/update", installFile), now: time.Now, log: slog.New(slog.DiscardHandler)},
+		disk:         b.disk, running: b.running(),
 		trial:    trial,
 		slotFile: func(p string) bool { return p == "vmlinuz" },
 		reboot: func(trial bool) error {
@@ -96,8 +97,6 @@ func (b *fakeBox) installer(healthy error, trial time.Duration) *installer {
 		},
 		healthy:       func(context.Context) error { return healthy },
 		markCommitted: func() error { return nil },
-		now:           time.Now,
-		log:           slog.New(slog.DiscardHandler),
 	}
 }
 
