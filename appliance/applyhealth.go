@@ -53,11 +53,14 @@ func (u *updateService) healthy(ctx context.Context) error {
 		return nil
 	}
 	v := u.ov.view()
-	if v.NotMember || len(v.Members) <= 1 {
-		return nil // no community, or no other box in it
+	if v.NotMember {
+		return nil // no community
 	}
 	if !v.Running {
 		return fmt.Errorf("the overlay is not running (%s)", cmp.Or(v.Problem, v.State))
+	}
+	if len(v.Members) <= 1 {
+		return nil // no other box in the community
 	}
 	if len(u.ov.rtts()) == 0 {
 		return errors.New("no peer answers over the overlay yet")

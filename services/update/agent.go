@@ -202,6 +202,13 @@ func NewAgent(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 		m, err := a.accept(manifest, sigs)
+		if errors.Is(err, ErrNotApplicable) && a.isRunning(v) {
+			// The release this box runs since it installed it: kept,
+			// so that the box serves it to the others.
+			if vm, verr := Verify(a.cfg.Trust, manifest, sigs); verr == nil && vm.Board == cfg.Board && vm.Channel == cfg.Channel {
+				m, err = vm, nil
+			}
+		}
 		if err != nil {
 			// Trust or version changed since it was stored.
 			a.log.Info("dropping stored release", "version", v, "reason", err.Error())
@@ -221,6 +228,12 @@ func NewAgent(cfg Config) (*Agent, error) {
 		a.releases[v] = rs
 	}
 	return a, nil
+}
+
+// isRunning says whether version is the one the box runs.
+func (a *Agent) isRunning(version string) bool {
+	v, err := ParseVersion(version)
+	return err == nil && !v.IsDev() && v.Compare(a.running) == 0
 }
 
 // Store returns the agent's chunk store.
@@ -575,7 +588,7 @@ func (a *Agent) maybeApply(ctx context.Context, m *Manifest) {
 		a.log.Info("rollout scheduled", "version", m.Version, "at", rs.RolloutAt)
 	}
 	due := !a.cfg.Now().Before(rs.RolloutAt)
-	if a.cfg.Apply == nil || !due || a.applied[m.Version] {
+	if a.cfg.Apply == nil || !due || a.applied[m.Version] || a.isRunning(m.Version) {
 		a.mu.Unlock()
 		return
 	}
