@@ -74,10 +74,10 @@ func buildRouterDaemons(t *testing.T, versions ...string) map[string]string {
 // back: the process ends, the test restarts the service's binary as procd
 // would, and that records the rollback and keeps running the good version.
 //
-//	     sw: br0 192.0.2.0/24
-//	      ┌──────┴──────┐
-//	   r1 .1          r2 .2
-//	  (push)
+//	   sw: br0 192.0.2.0/24
+//	    ┌──────┴──────┐
+//	 r1 .1          r2 .2
+//	(push)
 func TestRouterUpdate(t *testing.T) {
 	bin, sw := prepare(t)
 	daemons := buildRouterDaemons(t, "1.0.0", "2.0.0")
