@@ -69,17 +69,7 @@ func (r *fakeRouter) running() string { return r.versionOf(r.self) }
 // release writes a router release of version v with content into a store.
 func (r *fakeRouter) release(v, content string) (*update.Manifest, *update.Store) {
 	r.t.Helper()
-	dir := filepath.Join(r.dir, "release-"+v)
-	m, err := update.WriteRelease(dir, update.Manifest{Board: "openwrt-mipsle", Version: v, Channel: "stable", ChunkSize: 4096},
-		[]update.Input{{Name: update.DaemonArtifact, Data: []byte(content)}})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	s, err := update.OpenStore(dir)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return m, s
+	return writeTestRelease(r.t, filepath.Join(r.dir, "release-"+v), "openwrt-mipsle", v, []update.Input{{Name: update.DaemonArtifact, Data: []byte(content)}})
 }
 
 // installer returns the installer of the process running now.
@@ -231,16 +221,7 @@ func TestRouterInstallRollsBackBinaryThatExits(t *testing.T) {
 
 func TestRouterInstallRefusesBoxRelease(t *testing.T) {
 	r := newFakeRouter(t)
-	dir := filepath.Join(r.dir, "box-release")
-	m, err := update.WriteRelease(dir, update.Manifest{Board: "openwrt-mipsle", Version: "2.0.0", Channel: "stable", ChunkSize: 4096},
-		[]update.Input{{Name: update.RootArtifact, Data: []byte("squashfs")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := update.OpenStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, s := writeTestRelease(t, filepath.Join(r.dir, "box-release"), "openwrt-mipsle", "2.0.0", []update.Input{{Name: update.RootArtifact, Data: []byte("squashfs")}})
 	in := r.installer(nil)
 	if err := in.Apply(t.Context(), m, s); err == nil || !strings.Contains(err.Error(), "not a router's release") {
 		t.Errorf("Apply of a box's release: %v", err)
