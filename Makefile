@@ -17,7 +17,7 @@ CROSS := linux/amd64 linux/arm64 linux/arm/7 linux/mipsle/softfloat linux/mips/s
 # under qemu-user: arch/variant/emulator. No -race there (it needs cgo).
 ROUTER_BOARDS := openwrt-mipsle openwrt-mips openwrt-armv7 openwrt-aarch64
 ROUTER_QEMU := mipsle/softfloat/qemu-mipsel-static mips/softfloat/qemu-mips-static arm/7/qemu-arm-static
-ROUTER_TEST_PKGS := ./overlay/membership ./overlay/transport ./services ./services/proxy ./dnsproxy ./internal/xeddsa ./internal/plainhttp
+ROUTER_TEST_PKGS := ./overlay/membership ./overlay/transport ./services ./services/proxy ./services/update ./dnsproxy ./internal/xeddsa ./internal/plainhttp
 # Left out under emulation, run natively by `go test ./...`: TestScale (200
 # simulated catalogs, CPU-bound: 75 s per emulated CPU) and the tests that
 # time a real rate or delay (an emulated CPU is 5-20 times slower).

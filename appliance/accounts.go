@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -275,7 +276,8 @@ func (s *accountStore) setAccount(name, role, password string, replace bool, now
 			return errTooMany
 		default:
 			f.Accounts = append(f.Accounts, a)
-			slices.SortFunc(f.Accounts, func(a, b account) int { return strings.Compare(a.Name, b.Name) })
+			order := func(a, b account) int { return strings.Compare(a.Name, b.Name) }
+			sort.Slice(f.Accounts, func(i, j int) bool { return order(f.Accounts[i], f.Accounts[j]) < 0 })
 		}
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudbox/cloudbox/appliance/state"
@@ -256,6 +257,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	upd := openUpdate(cfg.Update, cfg.StateDir, node.ID(), node.Name, cfg.Board, cfg.Version, ov, logger)
+	var replaceWith atomic.Pointer[string] // a router's update restarts into this binary
+	upd.replaceWith = func(path string) {
+		replaceWith.Store(&path)
+		select {
+		case restart <- struct{}{}:
+		default:
+		}
+	}
 	ov.update = upd.handler()
 	hs := newHTTPS(ca, cfg.HTTPSAddr, cfg.HTTPSListener, cfg.ShutdownTimeout, logger)
 	streams := openStream(cfg.Stream, node.ID(), cfg.StateDir, ov, logger)
@@ -393,6 +402,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	logger.Info("stopped")
+	if p := replaceWith.Load(); restarting && p != nil {
+		return &ReplaceError{Path: *p}
+	}
 	if restarting {
 		return ErrRestart
 	}

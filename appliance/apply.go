@@ -87,11 +87,13 @@ type slotDisk struct {
 // installer installs releases into a slotDisk and runs the trial after
 // the reboot.
 type installer struct {
+	// installState persists the phases (shared with a router's
+	// binaryInstaller).
+	installState
 	// Immutable after newInstaller.
-	disk      slotDisk
-	stateFile string
-	running   string
-	trial     time.Duration
+	disk    slotDisk
+	running string
+	trial   time.Duration
 	// slotFile says whether a boot file (a path on the boot partition)
 	// belongs to a slot (the kernel's files) rather than the firmware.
 	slotFile func(p string) bool
@@ -102,20 +104,26 @@ type installer struct {
 	healthy func(ctx context.Context) error
 	// markCommitted tells init that the trial committed.
 	markCommitted func() error
-	// cut, in tests, simulates a power cut before the named step: an
-	// error from it stops the installer there.
-	cut func(step string) error
-	now func() time.Time
-	log *slog.Logger
 
 	// mu serializes installs and trials, the writers of the state file.
 	mu sync.Mutex
 }
 
+// installState is the persisted state of an installer: the phase of the
+// last install in install.json, replaced atomically before each step.
+type installState struct {
+	stateFile string
+	// cut, in tests, simulates a power cut before the named step: an
+	// error from it stops the installer there.
+	cut func(step string) error
+	now func() time.Time
+	log *slog.Logger
+}
+
 // errPowerCut is returned by the test hook cut.
 var errPowerCut = errors.New("power cut")
 
-func (in *installer) step(name string) error {
+func (in *installState) step(name string) error {
 	if in.cut == nil {
 		return nil
 	}
@@ -123,7 +131,7 @@ func (in *installer) step(name string) error {
 }
 
 // load returns the persisted state; the zero state when there is none.
-func (in *installer) load() (InstallStatus, error) {
+func (in *installState) load() (InstallStatus, error) {
 	var st InstallStatus
 	data, err := os.ReadFile(in.stateFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -138,7 +146,7 @@ func (in *installer) load() (InstallStatus, error) {
 	return st, nil
 }
 
-func (in *installer) save(st InstallStatus) error {
+func (in *installState) save(st InstallStatus) error {
 	st.Updated = in.now().UTC()
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -151,10 +159,49 @@ func (in *installer) save(st InstallStatus) error {
 	return nil
 }
 
+// check loads the last install and refuses release m when it rolled back
+// before or another release is on trial.
+func (in *installState) check(m *update.Manifest) (InstallStatus, error) {
+	prev, err := in.load()
+	if err != nil {
+		return prev, err
+	}
+	if prev.Version == m.Version && prev.Phase == phaseRolledBack {
+		return prev, fmt.Errorf("release %s was installed and rolled back (%s); waiting for a newer release", m.Version, prev.Reason)
+	}
+	if prev.Phase == phaseTrying {
+		return prev, fmt.Errorf("release %s is on trial; not installing %s now", prev.Version, m.Version)
+	}
+	return prev, nil
+}
+
+// enter saves st in phase, after the step of that name (a power cut in
+// tests).
+func (in *installState) enter(st *InstallStatus, phase string) error {
+	if err := in.step(phase); err != nil {
+		return err
+	}
+	st.Phase = phase
+	return in.save(*st)
+}
+
+// fail records err as the reason st failed and returns it; a test's power
+// cut stops the installer without a record.
+func (in *installState) fail(st *InstallStatus, err error) error {
+	if errors.Is(err, errPowerCut) {
+		return err
+	}
+	st.Phase, st.Reason = phaseFailed, err.Error()
+	if serr := in.save(*st); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
 // Status returns the last install's state; nil when there was none.
 // It does not wait for an install in progress: the state file is replaced
 // atomically, so reading it is always consistent.
-func (in *installer) Status() *InstallStatus {
+func (in *installState) Status() *InstallStatus {
 	st, err := in.load()
 	if err != nil || st.Phase == "" {
 		return nil
@@ -184,15 +231,9 @@ func (in *installer) committedPart() (int, []byte, error) {
 func (in *installer) Apply(ctx context.Context, m *update.Manifest, s *update.Store) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	prev, err := in.load()
+	prev, err := in.check(m)
 	if err != nil {
 		return err
-	}
-	if prev.Version == m.Version && prev.Phase == phaseRolledBack {
-		return fmt.Errorf("release %s was installed and rolled back (%s); waiting for a newer release", m.Version, prev.Reason)
-	}
-	if prev.Phase == phaseTrying {
-		return fmt.Errorf("release %s is on trial; not installing %s now", prev.Version, m.Version)
 	}
 	committed, config, err := in.committedPart()
 	if err != nil {
@@ -209,16 +250,7 @@ func (in *installer) Apply(ctx context.Context, m *update.Manifest, s *update.St
 	if err := in.save(st); err != nil {
 		return err
 	}
-	fail := func(err error) error {
-		if errors.Is(err, errPowerCut) {
-			return err
-		}
-		st.Phase, st.Reason = phaseFailed, err.Error()
-		if serr := in.save(st); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return err
-	}
+	fail := func(err error) error { return in.fail(&st, err) }
 	if err := in.writeRoot(ctx, m, s, target); err != nil {
 		return fail(err)
 	}
@@ -233,11 +265,7 @@ func (in *installer) Apply(ctx context.Context, m *update.Manifest, s *update.St
 	if err := in.writeBoot(m, s, target); err != nil {
 		return fail(err)
 	}
-	if err := in.step("written"); err != nil {
-		return err
-	}
-	st.Phase = phaseWritten
-	if err := in.save(st); err != nil {
+	if err := in.enter(&st, phaseWritten); err != nil {
 		return err
 	}
 	// The trial: tryboot.txt, the flag, then the state. A cut before the
@@ -256,11 +284,7 @@ func (in *installer) Apply(ctx context.Context, m *update.Manifest, s *update.St
 	if err := atomicfile.Write(filepath.Join(in.disk.BootDir, bootslot.TryFlagFile), []byte(flag), 0o644); err != nil {
 		return fail(fmt.Errorf("setting the tryboot flag: %w", err))
 	}
-	if err := in.step("trying"); err != nil {
-		return err
-	}
-	st.Phase = phaseTrying
-	if err := in.save(st); err != nil {
+	if err := in.enter(&st, phaseTrying); err != nil {
 		return err
 	}
 	if err := in.step("reboot"); err != nil {
@@ -443,18 +467,14 @@ func (in *installer) Resume(ctx context.Context) error {
 	}
 	in.mu.Unlock()
 
-	in.log.Info("trial boot: waiting for the box to be healthy", "version", st.Version, "within", in.trial)
-	hctx, cancel := context.WithTimeout(ctx, in.trial*2/3)
-	herr := in.waitHealthy(hctx)
-	cancel()
-	if ctx.Err() != nil {
-		return ctx.Err()
+	herr, err := in.awaitTrial(ctx, st.Version, in.trial, in.healthy)
+	if err != nil {
+		return err
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if herr != nil {
-		st.Phase = phaseRolledBack
-		st.Reason = fmt.Sprintf("version %s was not healthy within %v of its trial boot: %v", st.Version, in.trial*2/3, herr)
+		st.Phase, st.Reason = phaseRolledBack, herr.Error()
 		if err := in.save(st); err != nil {
 			return err
 		}
@@ -478,13 +498,31 @@ func (in *installer) Resume(ctx context.Context) error {
 	return errors.Join(in.markCommitted(), in.save(st), in.clearTrial())
 }
 
+// awaitTrial waits, at most two thirds of trial, for healthy to answer
+// nil. It returns why version failed its trial (nil when healthy), or
+// ctx's error when ctx ended first.
+func (in *installState) awaitTrial(ctx context.Context, version string, trial time.Duration, healthy func(context.Context) error) (failed, err error) {
+	limit := trial * 2 / 3
+	in.log.Info("trial: waiting to be healthy", "version", version, "within", limit)
+	hctx, cancel := context.WithTimeout(ctx, limit)
+	herr := waitHealthy(hctx, healthy)
+	cancel()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if herr != nil {
+		return fmt.Errorf("version %s was not healthy within %v of its trial start: %w", version, limit, herr), nil
+	}
+	return nil, nil
+}
+
 // waitHealthy polls healthy until it answers nil or ctx ends, and then
 // returns its last error.
-func (in *installer) waitHealthy(ctx context.Context) error {
+func waitHealthy(ctx context.Context, healthy func(context.Context) error) error {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
-		err := in.healthy(ctx)
+		err := healthy(ctx)
 		if err == nil {
 			return nil
 		}

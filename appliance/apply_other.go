@@ -1,7 +1,7 @@
 //go:build !linux || router
 
 // Routers run cloudbox as an OpenWrt package, without root slots to switch:
-// the update agent is not in their profile, and neither is this.
+// their releases replace the daemon's binary (routerinstall.go).
 
 package appliance
 

@@ -71,15 +71,21 @@ func (b *fakeBox) release(v string) (*update.Manifest, *update.Store) {
 	root := bytes.Repeat([]byte("root "+v+" "), 5000)
 	kernel := "kernel " + v
 	b.kernels[kernel], b.roots[string(root)] = v, v
-	m, err := update.WriteRelease(dir, update.Manifest{Board: "amd64", Version: v, Channel: "stable", ChunkSize: 4096},
-		[]update.Input{{Name: update.RootArtifact, Data: root}, {Name: "boot/vmlinuz", Data: []byte(kernel)},
-			{Name: "boot/bootcode.bin", Data: []byte("new firmware")}, {Name: "boot/config.txt", Data: []byte("os_prefix=\n")}})
+	return writeTestRelease(b.t, dir, "amd64", v, []update.Input{{Name: update.RootArtifact, Data: root}, {Name: "boot/vmlinuz", Data: []byte(kernel)},
+		{Name: "boot/bootcode.bin", Data: []byte("new firmware")}, {Name: "boot/config.txt", Data: []byte("os_prefix=\n")}})
+}
+
+// writeTestRelease writes an unsigned release of board and version v with
+// inputs into dir (4 KiB chunks) and returns it with its store.
+func writeTestRelease(t *testing.T, dir, board, v string, inputs []update.Input) (*update.Manifest, *update.Store) {
+	t.Helper()
+	m, err := update.WriteRelease(dir, update.Manifest{Board: board, Version: v, Channel: "stable", ChunkSize: 4096}, inputs)
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	s, err := update.OpenStore(dir)
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return m, s
 }
@@ -87,7 +93,8 @@ func (b *fakeBox) release(v string) (*update.Manifest, *update.Store) {
 // installer returns the installer of the box as booted now.
 func (b *fakeBox) installer(healthy error, trial time.Duration) *installer {
 	return &installer{
-		disk: b.disk, stateFile: filepath.Join(b.dir, "state/update", installFile), running: b.running(),
+		installState: installState{stateFile: filepath.Join(b.dir, "state/update", installFile), now: time.Now, log: slog.New(slog.DiscardHandler)},
+		disk:         b.disk, running: b.running(),
 		trial:    trial,
 		slotFile: func(p string) bool { return p == "vmlinuz" },
 		reboot: func(trial bool, why string) error {
@@ -96,8 +103,6 @@ func (b *fakeBox) installer(healthy error, trial time.Duration) *installer {
 		},
 		healthy:       func(context.Context) error { return healthy },
 		markCommitted: func() error { return nil },
-		now:           time.Now,
-		log:           slog.New(slog.DiscardHandler),
 	}
 }
 

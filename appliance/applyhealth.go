@@ -5,55 +5,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"time"
 
-	"github.com/cloudbox/cloudbox/boards"
+	"github.com/cloudbox/cloudbox/internal/plainhttp"
 )
 
-// openInstaller returns the installer of a box, or nil and why not (empty
-// in host mode).
-func openInstaller(cfg UpdateConfig, dir, board, version string, healthy func(context.Context) error, log *slog.Logger) (*installer, string) {
-	if !updateInProfile {
-		return nil, "" // routers have no root slots; see apply_other.go
+// trialTime is how long a new version has to prove itself healthy:
+// cfg.TrialTime, else defaultTrialTime.
+func trialTime(cfg UpdateConfig) time.Duration {
+	if cfg.TrialTime > 0 {
+		return cfg.TrialTime
 	}
-	disk, ok, err := openSlotDisk()
-	if !ok {
-		return nil, ""
+	if trial, err := time.ParseDuration(defaultTrialTime); err == nil && trial > 0 {
+		return trial
 	}
-	if err != nil {
-		log.Warn("updates cannot be installed", "error", err)
-		return nil, fmt.Sprintf("updates cannot be installed: %v", err)
-	}
-	trial := cfg.TrialTime
-	if trial == 0 {
-		if trial, err = time.ParseDuration(defaultTrialTime); err != nil || trial <= 0 {
-			trial = 5 * time.Minute
-		}
-	}
-	patterns := []string{"vmlinuz"}
-	if b, err := boards.Lookup(board); err == nil {
-		patterns = b.KernelFiles
-	}
-	return &installer{
-		disk: disk, stateFile: filepath.Join(dir, installFile), running: version, trial: trial,
-		slotFile: func(p string) bool {
-			for _, pat := range patterns {
-				if ok, _ := filepath.Match(pat, filepath.FromSlash(p)); ok {
-					return true
-				}
-			}
-			return false
-		},
-		reboot:        func(tryboot bool, why string) error { return rebootBox(tryboot, board == "rpi", why) },
-		healthy:       healthy,
-		markCommitted: markTrialCommitted,
-		now:           time.Now,
-		log:           log,
-	}, ""
+	return 5 * time.Minute
 }
 
 // healthy is the health check of a trial boot: the panel answers
@@ -73,7 +41,7 @@ func (u *updateService) healthy(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("checking the panel: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := plainhttp.NewClient(plainhttp.ClientConfig{DisableKeepAlives: true}).Do(req)
 	if err != nil {
 		return fmt.Errorf("the panel does not answer: %w", err)
 	}
@@ -85,11 +53,14 @@ func (u *updateService) healthy(ctx context.Context) error {
 		return nil
 	}
 	v := u.ov.view()
-	if v.NotMember || len(v.Members) <= 1 {
-		return nil // no community, or no other box in it
+	if v.NotMember {
+		return nil // no community
 	}
 	if !v.Running {
 		return fmt.Errorf("the overlay is not running (%s)", cmp.Or(v.Problem, v.State))
+	}
+	if len(v.Members) <= 1 {
+		return nil // no other box in the community
 	}
 	if len(u.ov.rtts()) == 0 {
 		return errors.New("no peer answers over the overlay yet")

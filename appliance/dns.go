@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -356,7 +357,8 @@ func zoneHostsOf(members []zoneMember) []dnsproxy.Host {
 			dnsproxy.Host{Name: label, Addrs: addrs},
 			dnsproxy.Host{Name: id[:min(16, len(id))] + ".id", Addrs: addrs})
 	}
-	slices.SortFunc(hosts, func(a, b dnsproxy.Host) int { return strings.Compare(a.Name, b.Name) })
+	order := func(a, b dnsproxy.Host) int { return strings.Compare(a.Name, b.Name) }
+	sort.Slice(hosts, func(i, j int) bool { return order(hosts[i], hosts[j]) < 0 })
 	return slices.CompactFunc(hosts, func(a, b dnsproxy.Host) bool { return a.Name == b.Name })
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -558,7 +559,7 @@ func orderGateways(http, socks []services.Record, selfID string, rtts map[string
 		e.Down = down != nil && down(ap)
 		out = append(out, e)
 	}
-	slices.SortStableFunc(out, func(a, b gatewayEntry) int {
+	order := func(a, b gatewayEntry) int {
 		if c := boolFirst(a.Healthy, b.Healthy); c != 0 {
 			return c
 		}
@@ -575,7 +576,8 @@ func orderGateways(http, socks []services.Record, selfID string, rtts map[string
 			return c
 		}
 		return cmp.Or(cmp.Compare(a.rtt, b.rtt), cmp.Compare(a.Box, b.Box), cmp.Compare(a.BoxID, b.BoxID))
-	})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return order(out[i], out[j]) < 0 })
 	return out
 }
 

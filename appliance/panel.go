@@ -27,7 +27,9 @@ type navItem struct {
 	Blurb string
 }
 
-var navItems = []navItem{
+// navItems are the pages of the navigation bar, less those the build's
+// profile leaves out (profileOmits).
+var navItems = slices.DeleteFunc([]navItem{
 	{Path: "/", Label: "Overview"},
 	{Path: "/community", Label: "Community"},
 	{Path: "/services", Label: "Services"},
@@ -39,7 +41,7 @@ var navItems = []navItem{
 	{Path: "/settings", Label: "Settings"},
 	{Path: "/accounts", Label: "Accounts"},
 	{Path: "/logs", Label: "Logs"},
-}
+}, func(it navItem) bool { return slices.Contains(profileOmits, it.Path) })
 
 // panel renders the server-side HTML pages.
 type panel struct {

@@ -32,13 +32,25 @@ func newPanel(func(string) (string, error)) (*panel, error) {
 
 // executePage writes the router profile's page for data (t is nil).
 func executePage(b *bytes.Buffer, _ *template.Template, data any) error {
-	var title, csrf string
+	var pd pageData
 	if p, ok := data.(interface{ page() pageData }); ok {
-		title, csrf = p.page().Title, p.page().CSRF
+		pd = p.page()
 	}
+	title, csrf := pd.Title, pd.CSRF
 	b.WriteString("<!doctype html>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width\">\n<title>")
 	b.WriteString(html.EscapeString(title))
-	b.WriteString(" · cloudbox</title>\n<h1>")
+	b.WriteString(" · cloudbox</title>\n")
+	if len(pd.Nav) > 0 {
+		b.WriteString("<nav>")
+		for i, it := range pd.Nav {
+			if i > 0 {
+				b.WriteString(" · ")
+			}
+			b.WriteString("<a href=\"" + it.Path + "\">" + html.EscapeString(it.Label) + "</a>")
+		}
+		b.WriteString("</nav>\n")
+	}
+	b.WriteString("<h1>")
 	b.WriteString(html.EscapeString(title))
 	b.WriteString("</h1>\n")
 	switch d := data.(type) {
@@ -67,6 +79,13 @@ func executePage(b *bytes.Buffer, _ *template.Template, data any) error {
 			for _, name := range []string{"Message", "Error", "InviteError", "JoinError"} {
 				if f := v.FieldByName(name); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
 					b.WriteString("<p>" + html.EscapeString(f.String()) + "</p>\n")
+				}
+			}
+			// The updates page: the running version and the last
+			// install (the rest is in GET /api/v1/update).
+			if f := v.FieldByName("Update"); f.IsValid() {
+				if u, ok := f.Interface().(UpdateInfo); ok {
+					routerUpdates(b, u)
 				}
 			}
 			// The community page: a router's administrators invite
@@ -116,4 +135,20 @@ func routerForm(b *bytes.Buffer, action, csrf string, fields []routerField, subm
 		b.WriteString("<p><label for=\"" + f.name + "\">" + f.name + "</label><br>" + in + "</p>\n")
 	}
 	b.WriteString("<p><button type=\"submit\">" + html.EscapeString(submit) + "</button></p>\n</form>\n")
+}
+
+// routerUpdates writes the router's update state.
+func routerUpdates(b *bytes.Buffer, u UpdateInfo) {
+	b.WriteString("<p>Running version " + html.EscapeString(u.Running) + " (" + html.EscapeString(u.Board) + ").")
+	if u.Problem != "" {
+		b.WriteString(" " + html.EscapeString(u.Problem))
+	}
+	b.WriteString("</p>\n")
+	if in := u.Install; in != nil {
+		b.WriteString("<p>Last install: version " + html.EscapeString(in.Version) + ", " + html.EscapeString(in.Phase))
+		if in.Reason != "" {
+			b.WriteString(": " + html.EscapeString(in.Reason))
+		}
+		b.WriteString("</p>\n")
+	}
 }

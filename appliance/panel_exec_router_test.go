@@ -4,6 +4,7 @@ package appliance
 
 import (
 	"bytes"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -39,6 +40,13 @@ func TestRouterPages(t *testing.T) {
 			communityForm
 		}{pd, communityForm{InviteError: "no <addresses> left"}},
 			[]string{"no &lt;addresses&gt; left", `action="/community/invite"`}, []string{"The invitation"}},
+		{"updates", struct {
+			pageData
+			Update UpdateInfo
+		}{pageData{Title: "Updates", Nav: navItems}, UpdateInfo{Running: "1.0.0", Board: "openwrt-mipsle",
+			Install: &InstallStatus{Version: "2.0.0", Phase: phaseRolledBack, Reason: "exited <at once>"}}},
+			[]string{`<a href="/updates">Updates</a>`, "Running version 1.0.0 (openwrt-mipsle)", "version 2.0.0, rolled-back: exited &lt;at once&gt;"},
+			[]string{`href="/streams"`, `href="/calls"`, `href="/storage"`}},
 		{"other page", struct {
 			pageData
 			Message string
@@ -61,5 +69,34 @@ func TestRouterPages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRouterNav: the navigation lists the pages a router has (Updates now)
+// and none of what its profile leaves out, which would answer 404.
+func TestRouterNav(t *testing.T) {
+	h, _ := newTestHandler(t, "router")
+	paths := map[string]bool{}
+	for _, it := range navItems {
+		paths[it.Path] = true
+		if it.Soon {
+			continue
+		}
+		if resp := do(t, h, "GET", it.Path); resp.StatusCode == http.StatusNotFound {
+			t.Errorf("nav item %s answers 404 on a router", it.Path)
+		}
+	}
+	if resp := do(t, h, "GET", "/streams"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /streams on a router = %d, want 404 (so the nav must not list it)", resp.StatusCode)
+	}
+	for _, p := range []string{"/streams", "/calls", "/storage"} {
+		if paths[p] {
+			t.Errorf("nav lists %s, which the router profile leaves out", p)
+		}
+	}
+	for _, p := range []string{"/", "/community", "/services", "/gateway", "/updates", "/settings"} {
+		if !paths[p] {
+			t.Errorf("nav lacks %s", p)
+		}
 	}
 }

@@ -6,13 +6,9 @@ package appliance
 // folders over WebDAV, the vault): the full profile has it.
 const storageInProfile = true
 
-// updateInProfile is whether cloudboxd has the update agent: the full
-// profile has it.
-const updateInProfile = true
-
-// errUpdateProfile is not shown in the full profile.
-const errUpdateProfile = ""
-
 // panelInProfile is whether cloudboxd has the HTML panel's templates,
 // style sheet and scripts: the full profile has them.
 const panelInProfile = true
+
+// profileOmits are the panel pages the profile leaves out: none.
+var profileOmits []string

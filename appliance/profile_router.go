@@ -10,15 +10,10 @@ package appliance
 // started with storage disabled.
 const storageInProfile = false
 
-// updateInProfile is false in the router profile: its agent writes a
-// gokrazy root slot, and a router updates by installing a package (not
-// built yet, see README). Gated like storage: the compiler drops the
-// agent, its release reader and archive/tar.
-const updateInProfile = false
-
-// errUpdateProfile is the update component's problem on a router.
-const errUpdateProfile = "updates over the mesh are not in the router profile yet: install a new package with opkg"
-
 // panelInProfile is false in the router profile: its plain pages have no
 // style sheet or scripts (panel_exec_router.go).
 const panelInProfile = false
+
+// profileOmits are the panel pages of what the router profile leaves out:
+// live streams, calls and storage are not in the navigation.
+var profileOmits = []string{"/streams", "/calls", "/storage"}

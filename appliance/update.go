@@ -75,14 +75,34 @@ type updateService struct {
 	// changed returns a channel closed when the catalog changes (a peer
 	// may announce a release).
 	changed func() <-chan struct{}
-	// inst installs releases (apply*.go); nil in host mode or when the
-	// disk is not usable (installProblem says why).
-	inst           *installer
+	// inst installs releases (apply*.go on a box, routerinstall.go on a
+	// router); nil in host mode or when the disk is not usable
+	// (installProblem says why).
+	inst           releaseInstaller
 	installProblem string
 	ov             *overlayService
 	// panelAddr is the panel's listen address, for the health check of a
 	// trial boot; set before run starts.
 	panelAddr string
+	// replaceWith stops the daemon and has it exec the binary at path (a
+	// router's install); set by Run before run starts.
+	replaceWith func(path string)
+}
+
+// releaseInstaller installs the releases the agent accepted: a box's into
+// its other root slot (apply.go), a router's as its new cloudboxd
+// (routerinstall.go). Its methods are safe for concurrent use.
+type releaseInstaller interface {
+	// Apply installs release m from store s and restarts into it on
+	// trial (update.Config.Apply).
+	Apply(ctx context.Context, m *update.Manifest, s *update.Store) error
+	// Resume finishes the last install after the restart: it commits a
+	// healthy trial or rolls it back. It returns when done or ctx ends.
+	Resume(ctx context.Context) error
+	// Status is the last install's state; nil when there was none.
+	Status() *InstallStatus
+	// slot is the running root partition; 0 on a router.
+	slot() int
 }
 
 // openUpdate prepares the update agent; a broken trust file or store is
@@ -90,10 +110,6 @@ type updateService struct {
 func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version string, ov *overlayService, logger *slog.Logger) *updateService {
 	u := &updateService{cfg: cfg, node: nodeName, board: board, version: version, log: logger.With("component", "update"),
 		changed: ov.changed.Wait}
-	if !updateInProfile {
-		u.problem = errUpdateProfile
-		return u
-	}
 	if cfg.Off {
 		u.problem = "updates are turned off (--update off)"
 		return u
@@ -126,7 +142,8 @@ func openUpdate(cfg UpdateConfig, stateDir, nodeID, nodeName, board, version str
 	}
 	u.ov = ov
 	var apply func(context.Context, *update.Manifest, *update.Store) error
-	if u.inst, u.installProblem = openInstaller(cfg, dir, board, version, u.healthy, u.log); u.inst != nil {
+	replace := func(path string) { u.replaceWith(path) }
+	if u.inst, u.installProblem = openInstaller(cfg, dir, board, version, u.healthy, replace, u.log); u.inst != nil {
 		apply = u.inst.Apply
 	}
 	port := ov.cfg.ListenPort
@@ -176,7 +193,7 @@ func updatePeers(ov *overlayService, self string, port uint16) []update.Peer {
 // builtinServices returns the agent's catalog entry: the running version,
 // and the newest release it holds.
 func (u *updateService) builtinServices(port uint16) []services.Service {
-	if u.agent == nil || !updateInProfile {
+	if u.agent == nil {
 		return nil
 	}
 	txt := map[string]string{"run": u.version, "brd": u.board}
@@ -194,7 +211,7 @@ func (u *updateService) builtinServices(port uint16) []services.Service {
 
 // handler serves the agent's chunks to peers over the overlay.
 func (u *updateService) handler() http.Handler {
-	if u.agent == nil || !updateInProfile {
+	if u.agent == nil {
 		return http.NotFoundHandler()
 	}
 	return u.agent.Handler()
@@ -213,7 +230,7 @@ func (u *updateService) run(ctx context.Context) error {
 	if u.root != nil {
 		defer u.root.Close()
 	}
-	if u.agent == nil || !updateInProfile {
+	if u.agent == nil {
 		return nil
 	}
 	// A catalog change may be a peer announcing a release: look at once.
@@ -221,7 +238,7 @@ func (u *updateService) run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if updateInProfile && u.inst != nil {
+	if u.inst != nil {
 		wg.Go(func() {
 			if err := u.inst.Resume(ctx); err != nil && ctx.Err() == nil {
 				u.log.Warn("finishing the last install failed", "error", err)
@@ -242,7 +259,7 @@ func (u *updateService) run(ctx context.Context) error {
 }
 
 func (u *updateService) status(context.Context) ComponentStatus {
-	if u.agent == nil || !updateInProfile {
+	if u.agent == nil {
 		return ComponentStatus{OK: u.cfg.Off, Error: u.problem}
 	}
 	st := u.agent.Status()
@@ -250,7 +267,7 @@ func (u *updateService) status(context.Context) ComponentStatus {
 	if len(st.Releases) > 0 {
 		d["newest"] = st.Releases[0].Version
 	}
-	if updateInProfile && u.inst != nil {
+	if u.inst != nil {
 		if is := u.inst.Status(); is != nil {
 			d["install"] = is.Version + " " + is.Phase
 		}
@@ -290,13 +307,13 @@ type BoxVersion struct {
 
 func (u *updateService) view(cat catalogSource, selfID string) UpdateInfo {
 	v := UpdateInfo{Running: u.version, Board: u.board, Problem: u.problem, Community: []BoxVersion{}}
-	if u.agent != nil && updateInProfile {
+	if u.agent != nil {
 		st := u.agent.Status()
 		v.Agent = &st
 	}
 	v.InstallProblem = u.installProblem
-	if updateInProfile && u.inst != nil {
-		v.Install, v.Slot = u.inst.Status(), u.inst.disk.Active
+	if u.inst != nil {
+		v.Install, v.Slot = u.inst.Status(), u.inst.slot()
 	}
 	if cat != nil {
 		if c := cat.current(); c != nil {

@@ -41,7 +41,7 @@ func (h *handler) releaseUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: fmt.Sprintf("method %s not allowed on %s; use POST", r.Method, r.URL.Path)})
 		return
 	}
-	if h.cfg.update == nil || h.cfg.update.agent == nil || !updateInProfile {
+	if h.cfg.update == nil || h.cfg.update.agent == nil {
 		msg := errNoUpdate
 		if h.cfg.update != nil {
 			msg = h.cfg.update.problem
@@ -113,7 +113,7 @@ func (h *handler) updatesPage(w http.ResponseWriter, r *http.Request) {
 
 // writeUpdateMetrics adds the update agent's counters to /metrics.
 func (h *handler) writeUpdateMetrics(b *bytes.Buffer) {
-	if h.cfg.update == nil || h.cfg.update.agent == nil || !updateInProfile {
+	if h.cfg.update == nil || h.cfg.update.agent == nil {
 		return
 	}
 	st := h.cfg.update.agent.Status()

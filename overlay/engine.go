@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -518,9 +519,10 @@ func (e *Engine) Peers() []PeerStatus {
 			LastHandshake: w.lastHandshake,
 		})
 	}
-	slices.SortFunc(out, func(a, b PeerStatus) int {
+	order := func(a, b PeerStatus) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), slices.Compare(a.NodeKey[:], b.NodeKey[:]))
-	})
+	}
+	sort.Slice(out, func(i, j int) bool { return order(out[i], out[j]) < 0 })
 	return out
 }
 

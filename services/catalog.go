@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,10 +424,11 @@ func (c *Catalog) Services(f Filter) []Record {
 		}
 		add(m, p.doc.payload)
 	}
-	slices.SortFunc(out, func(a, b Record) int {
+	order := func(a, b Record) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Instance, b.Instance),
 			cmp.Compare(a.OwnerName, b.OwnerName), cmp.Compare(a.OwnerID, b.OwnerID))
-	})
+	}
+	sort.Slice(out, func(i, j int) bool { return order(out[i], out[j]) < 0 })
 	return out
 }
 
@@ -466,7 +468,8 @@ func (c *Catalog) Peers() []Peer {
 		}
 		out = append(out, q)
 	}
-	slices.SortFunc(out, func(a, b Peer) int { return cmp.Compare(a.NodeID, b.NodeID) })
+	order := func(a, b Peer) int { return cmp.Compare(a.NodeID, b.NodeID) }
+	sort.Slice(out, func(i, j int) bool { return order(out[i], out[j]) < 0 })
 	return out
 }
 
@@ -560,7 +563,8 @@ func (c *Catalog) resignLocked() error {
 	for _, s := range c.user {
 		user = append(user, s)
 	}
-	slices.SortFunc(user, func(a, b localService) int { return cmp.Compare(a.key(), b.key()) })
+	order := func(a, b localService) int { return cmp.Compare(a.key(), b.key()) }
+	sort.Slice(user, func(i, j int) bool { return order(user[i], user[j]) < 0 })
 	for i, s := range append(slices.Clone(c.builtin), user...) {
 		if i >= MaxEntries {
 			c.log.Warn("catalog entries left out", "count", len(c.builtin)+len(user)-MaxEntries)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/boards"
 	"github.com/cloudbox/cloudbox/image"
+	"github.com/cloudbox/cloudbox/image/openwrt"
 	"github.com/cloudbox/cloudbox/internal/atomicfile"
 	"github.com/cloudbox/cloudbox/services/update"
 )
@@ -62,8 +63,18 @@ func runRelease(ctx context.Context, args []string) error {
 				return fmt.Errorf("invalid SOURCE_DATE_EPOCH %q: want Unix seconds", s)
 			}
 		}
-		m, err := image.BuildRelease(ctx, image.ReleaseConfig{Board: b, Version: *version, Out: *out, Channel: *channel,
-			MinVersion: *minVersion, Spread: *spread, Downgrade: *downgrade, ReleaseTrust: *trust, SourceDateEpoch: epoch, Logger: slog.Default()})
+		var m *update.Manifest
+		if b.IsRouter() {
+			// A router's release is its package's cloudboxd.
+			if *trust != "" {
+				return errors.New("--release-trust: a router's release carries no trust file; write the keys into <state>/update/trust.json of each router")
+			}
+			m, err = openwrt.BuildRelease(ctx, openwrt.Config{Board: b, Version: *version, SourceDateEpoch: epoch, Logger: slog.Default()},
+				update.Manifest{Channel: *channel, MinVersion: *minVersion, Downgrade: *downgrade, SpreadSeconds: int64(*spread / time.Second)}, *out)
+		} else {
+			m, err = image.BuildRelease(ctx, image.ReleaseConfig{Board: b, Version: *version, Out: *out, Channel: *channel,
+				MinVersion: *minVersion, Spread: *spread, Downgrade: *downgrade, ReleaseTrust: *trust, SourceDateEpoch: epoch, Logger: slog.Default()})
+		}
 		if err != nil {
 			return err
 		}

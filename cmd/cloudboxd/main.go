@@ -102,6 +102,8 @@ func main() {
 		gwLog       = flag.String("gateway-log", "", "comma-separated `FIELDS` of the gateway's access log, e.g. time,user,box,host,status,bytes (of "+strings.Join(proxy.AccessLogFields, ",")+"; empty: no access log)")
 		gwLogDays   = flag.Int("gateway-log-days", proxy.DefaultAccessLogDays, "`DAYS` of gateway access log kept")
 		gwProbe     = flag.String("gateway-probe", strings.Join(appliance.DefaultGatewayProbes, ","), "comma-separated TCP `ADDRS` the gateway dials to check its uplink")
+		updChannel  = flag.String("update-channel", "", "release `CHANNEL` to follow (default stable; \"off\": no updates)")
+		updRate     = flag.Int64("update-rate", 0, "bandwidth cap of updates in `BYTES` per second, fetched and served each (0: none)")
 		version     = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -176,6 +178,7 @@ func main() {
 			Upstreams: splitList(*dnsUpstreams),
 		},
 	}
+	cfg.Update = appliance.UpdateConfig{Off: *updChannel == "off", Channel: *updChannel, RateLimit: *updRate}
 	if err := profileFlags(&cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "cloudboxd: %v\n", err)
 		os.Exit(2)
@@ -184,6 +187,8 @@ func main() {
 	for err = appliance.Run(ctx, cfg); errors.Is(err, appliance.ErrRestart); err = appliance.Run(ctx, cfg) {
 		logger.Info("restarting")
 	}
+	// A router's update: exec its new (or previous) cloudboxd.
+	err = appliance.ReplaceProcess(err)
 	if err != nil {
 		logger.Error("cloudboxd failed", "error", err)
 		stop()

@@ -13,12 +13,10 @@ import (
 )
 
 // The flags of what the router profile leaves out (profile_router.go):
-// updates, storage, live streaming and telephony.
+// storage, live streaming and telephony.
 var (
 	streamICE   = flag.String("stream-ice", appliance.DefaultStreamICEAddr, "UDP and TCP `ADDR` of live streams' media (WebRTC), or \"off\" to turn streaming off")
 	streamTURN  = flag.String("stream-turn", ":3478", "UDP `ADDR` of the built-in TURN server for browsers behind strict firewalls, or \"off\"")
-	updChannel  = flag.String("update-channel", "", "release `CHANNEL` to follow (default stable; \"off\": no updates)")
-	updRate     = flag.Int64("update-rate", 0, "bandwidth cap of updates in `BYTES` per second, fetched and served each (0: none)")
 	storageOff  = flag.Bool("storage-off", false, "turn the shared folders (WebDAV at /dav/) and the vault off")
 	storageDir  = flag.String("storage-dir", "", "`DIR` of the shared folders (default: storage/ in the state directory)")
 	quota       = flag.Int64("storage-quota", 0, "each account's quota in `BYTES` (0: 1 GiB, -1: none)")
@@ -31,7 +29,7 @@ var (
 	webrtcAddr  = flag.String("webrtc", ":8190", "UDP `ADDR` of browser media (softphone, rooms), or \"off\"")
 )
 
-// profileFlags sets cfg's updates, storage, streaming and telephony from
+// profileFlags sets cfg's storage, streaming and telephony from
 // the flags, after flag.Parse.
 func profileFlags(cfg *appliance.Config) error {
 	lo, hi, ok := portRange(*rtpPorts)
@@ -40,7 +38,6 @@ func profileFlags(cfg *appliance.Config) error {
 	}
 	cfg.VoIP = appliance.VoIPConfig{Disabled: *sipAddr == "off", SIPAddr: *sipAddr, ICEAddr: *webrtcAddr,
 		RTPPortMin: lo, RTPPortMax: hi}
-	cfg.Update = appliance.UpdateConfig{Off: *updChannel == "off", Channel: *updChannel, RateLimit: *updRate}
 	cfg.Storage = appliance.StorageConfig{
 		Disabled: *storageOff, Dir: *storageDir, Quota: *quota, VaultOffer: *vaultOffer,
 		VaultK: *vaultK, VaultN: *vaultN, VaultRepairAfter: *vaultRepair,

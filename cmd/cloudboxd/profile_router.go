@@ -4,8 +4,8 @@ package main
 
 import "github.com/cloudbox/cloudbox/appliance"
 
-// profileFlags: the router profile has no updates, storage, streaming or
-// telephony, nor their flags.
+// profileFlags: the router profile has no storage, streaming or telephony,
+// nor their flags.
 func profileFlags(cfg *appliance.Config) error {
 	cfg.VoIP.Disabled = true
 	cfg.Stream.ICEAddr = "off"

@@ -171,6 +171,14 @@ func TestMaintainerScripts(t *testing.T) {
 		t.Errorf("prerm upgrade did something: %q", log)
 	}
 
+	// An update over the mesh kept the previous daemon and left a
+	// release that did not commit.
+	for _, f := range []string{"usr/sbin/cloudboxd.prev", "usr/sbin/cloudboxd.new"} {
+		if err := os.WriteFile(filepath.Join(root, f), []byte("cloudboxd"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	log = script(t, root, "prerm", nil, "remove")
 	wantLog(t, "remove", log, []string{
 		"init  cloudbox stop", "init  cloudbox disable", "uci -q delete firewall.cloudbox_overlay",
@@ -181,6 +189,9 @@ func TestMaintainerScripts(t *testing.T) {
 	}
 	if exists(root, "etc/rc.d/S95cloudbox") {
 		t.Errorf("remove left the service enabled")
+	}
+	if exists(root, "usr/sbin/cloudboxd.prev") || exists(root, "usr/sbin/cloudboxd.new") {
+		t.Errorf("remove left the update agent's cloudboxd.prev or .new behind")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -445,12 +446,13 @@ func (r *Roster) Members() []MemberInfo {
 		out = append(out, mi)
 	}
 	r.mu.Unlock()
-	slices.SortFunc(out, func(a, b MemberInfo) int {
+	order := func(a, b MemberInfo) int {
 		if a.Name != b.Name {
 			return compareStrings(a.Name, b.Name)
 		}
 		return compareStrings(a.NodeID, b.NodeID)
-	})
+	}
+	sort.Slice(out, func(i, j int) bool { return order(out[i], out[j]) < 0 })
 	return out
 }
 
@@ -546,7 +548,8 @@ func (r *Roster) wireRecordsLocked(now time.Time, selfEps []netip.AddrPort, serv
 		size += 12 + len(w.chain) + len(w.eps)*maxEndpointSize
 		recs = append(recs, w)
 	}
-	slices.SortFunc(recs, func(a, b wireRecord) int { return compareKeys(a.key, b.key) })
+	order := func(a, b wireRecord) int { return compareKeys(a.key, b.key) }
+	sort.Slice(recs, func(i, j int) bool { return order(recs[i], recs[j]) < 0 })
 	return recs, size
 }
 

@@ -5,7 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"slices"
+	"sort"
 )
 
 // Stats is a snapshot of a gateway's state, for the API and the panel.
@@ -74,9 +74,10 @@ func (p *Proxy) Stats() Stats {
 		})
 	}
 	p.usersMu.Unlock()
-	slices.SortFunc(s.Users, func(a, b UserStats) int {
+	order := func(a, b UserStats) int {
 		return cmp.Or(cmp.Compare(a.Box, b.Box), cmp.Compare(a.User, b.User))
-	})
+	}
+	sort.Slice(s.Users, func(i, j int) bool { return order(s.Users[i], s.Users[j]) < 0 })
 	return s
 }
 

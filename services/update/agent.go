@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,6 +202,13 @@ func NewAgent(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 		m, err := a.accept(manifest, sigs)
+		if errors.Is(err, ErrNotApplicable) && a.isRunning(v) {
+			// The release this box runs since it installed it: kept,
+			// so that the box serves it to the others.
+			if vm, verr := Verify(a.cfg.Trust, manifest, sigs); verr == nil && vm.Board == cfg.Board && vm.Channel == cfg.Channel {
+				m, err = vm, nil
+			}
+		}
 		if err != nil {
 			// Trust or version changed since it was stored.
 			a.log.Info("dropping stored release", "version", v, "reason", err.Error())
@@ -220,6 +228,12 @@ func NewAgent(cfg Config) (*Agent, error) {
 		a.releases[v] = rs
 	}
 	return a, nil
+}
+
+// isRunning says whether version is the one the box runs.
+func (a *Agent) isRunning(version string) bool {
+	v, err := ParseVersion(version)
+	return err == nil && !v.IsDev() && v.Compare(a.running) == 0
 }
 
 // Store returns the agent's chunk store.
@@ -368,7 +382,7 @@ func (a *Agent) Held() []Held {
 	for _, rs := range a.releases {
 		out = append(out, Held{Version: rs.m.Version, Board: rs.m.Board, Channel: rs.m.Channel, Complete: rs.Complete})
 	}
-	slices.SortFunc(out, func(x, y Held) int { return compareVersionStrings(y.Version, x.Version) })
+	sort.Slice(out, func(i, j int) bool { return compareVersionStrings(out[j].Version, out[i].Version) < 0 })
 	return out
 }
 
@@ -493,8 +507,9 @@ func (a *Agent) discover(ctx context.Context, peers []Peer) {
 		}
 	}
 	// Newest version first, then nearest peer.
-	slices.SortStableFunc(offers, func(x, y offer) int {
-		return cmp.Or(y.version.Compare(x.version), cmp.Compare(x.peer.RTT, y.peer.RTT))
+	sort.SliceStable(offers, func(i, j int) bool {
+		x, y := offers[i], offers[j]
+		return cmp.Or(y.version.Compare(x.version), cmp.Compare(x.peer.RTT, y.peer.RTT)) < 0
 	})
 	for _, o := range offers {
 		if ctx.Err() != nil {
@@ -573,7 +588,7 @@ func (a *Agent) maybeApply(ctx context.Context, m *Manifest) {
 		a.log.Info("rollout scheduled", "version", m.Version, "at", rs.RolloutAt)
 	}
 	due := !a.cfg.Now().Before(rs.RolloutAt)
-	if a.cfg.Apply == nil || !due || a.applied[m.Version] {
+	if a.cfg.Apply == nil || !due || a.applied[m.Version] || a.isRunning(m.Version) {
 		a.mu.Unlock()
 		return
 	}
@@ -669,12 +684,13 @@ func (a *Agent) Status() Status {
 			Size: rs.m.Size(), Chunks: rs.total, ChunksHeld: min(rs.have, rs.total), Complete: rs.Complete,
 			RolloutAt: rs.RolloutAt, Result: rs.Result, Error: cmp.Or(rs.Error, rs.fetchErr)})
 	}
-	slices.SortFunc(s.Releases, func(x, y ReleaseStatus) int { return compareVersionStrings(y.Version, x.Version) })
+	sort.Slice(s.Releases, func(i, j int) bool { return compareVersionStrings(s.Releases[j].Version, s.Releases[i].Version) < 0 })
 	for _, r := range a.rejected {
 		s.Rejected = append(s.Rejected, r)
 	}
-	slices.SortFunc(s.Rejected, func(x, y Rejection) int {
-		return cmp.Or(compareVersionStrings(y.Version, x.Version), cmp.Compare(x.From, y.From))
+	sort.Slice(s.Rejected, func(i, j int) bool {
+		x, y := s.Rejected[i], s.Rejected[j]
+		return cmp.Or(compareVersionStrings(y.Version, x.Version), cmp.Compare(x.From, y.From)) < 0
 	})
 	return s
 }

@@ -537,3 +537,58 @@ func TestDamagedChunkRefetched(t *testing.T) {
 		t.Error("root differs")
 	}
 }
+
+// TestRunningReleaseKept: after a box installed a release and restarted
+// on it, its agent keeps the release, announces it and serves it to the
+// boxes still on the old version, and does not apply it again; a box's
+// older release is still dropped.
+func TestRunningReleaseKept(t *testing.T) {
+	k := testKey(1)
+	net := &testNet{t: t}
+	var applied []string
+	apply := func(ctx context.Context, m *Manifest, s *Store) error {
+		applied = append(applied, m.Version)
+		return nil
+	}
+	a := net.add(Config{Trust: trustOf(1, k), Running: "1.0.0", Apply: apply})
+	for _, v := range []string{"0.9.0", "2.0.0"} {
+		dir := t.TempDir()
+		makeRelease(t, dir, release{version: v, root: payload("root "+v, 200<<10)}, k)
+		// 0.9.0 was stored while the box ran an older version.
+		running := map[string]string{"0.9.0": "0.8.0", "2.0.0": "1.0.0"}[v]
+		rv, err := ParseVersion(running)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.agent.cfg.Running, a.agent.running = running, rv
+		if _, err := ingestDir(t, a.agent, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.agent.step(t.Context())
+	if fmt.Sprint(applied) != "[2.0.0]" {
+		t.Fatalf("applied %v, want 2.0.0", applied)
+	}
+	// The box restarts on 2.0.0.
+	cfg := a.agent.cfg
+	cfg.Running = "2.0.0"
+	restarted, err := NewAgent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.agent = restarted
+	held := restarted.Held()
+	if len(held) != 1 || held[0].Version != "2.0.0" || !held[0].Complete {
+		t.Fatalf("the restarted box holds %+v, want 2.0.0 complete alone", held)
+	}
+	restarted.step(t.Context())
+	if fmt.Sprint(applied) != "[2.0.0]" {
+		t.Errorf("applied %v: the running release was applied again", applied)
+	}
+	// A box still on 1.0.0 fetches it from the one that runs it.
+	b := net.add(Config{Trust: trustOf(1, k), Running: "1.0.0"})
+	b.agent.step(t.Context())
+	if st := statusOf(b.agent, "2.0.0"); !st.Complete {
+		t.Errorf("the other box's copy of 2.0.0: %+v, want complete", st)
+	}
+}

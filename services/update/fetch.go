@@ -1,7 +1,6 @@
 package update
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -12,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 )
@@ -238,7 +238,7 @@ func (a *Agent) holders(version string, r *rand.Rand) []Peer {
 	if r != nil {
 		r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
-	slices.SortStableFunc(out, func(x, y Peer) int { return cmp.Compare(x.RTT/rttBucket, y.RTT/rttBucket) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].RTT/rttBucket < out[j].RTT/rttBucket })
 	return out
 }
 

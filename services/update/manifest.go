@@ -24,9 +24,14 @@ const (
 	MaxSpread = 90 * 24 * time.Hour
 )
 
-// RootArtifact is the name of the root filesystem artifact; boot files are
-// named "boot/" plus their path on the boot partition.
+// RootArtifact is the name of the root filesystem artifact of a box's
+// release; boot files are named "boot/" plus their path on the boot
+// partition.
 const RootArtifact = "root"
+
+// DaemonArtifact is the name of the only artifact of a router's release:
+// the cloudboxd binary of its OpenWrt package (image/openwrt).
+const DaemonArtifact = "cloudboxd"
 
 // Manifest describes a release. Its JSON encoding, byte for byte, is what the
 // release keys sign.
@@ -59,7 +64,8 @@ type Manifest struct {
 
 // Artifact is one file of a release, split into chunks.
 type Artifact struct {
-	// Name is RootArtifact or "boot/<path>".
+	// Name is RootArtifact or "boot/<path>" in a box's release,
+	// DaemonArtifact in a router's.
 	Name string `json:"name"`
 	// Size is the artifact's length in bytes.
 	Size int64 `json:"size"`
@@ -158,13 +164,16 @@ func (m *Manifest) Validate() error {
 		return bad("artifacts", "%d artifacts, want 1 to %d", len(m.Artifacts), MaxArtifacts)
 	}
 	names := map[string]bool{}
-	hasRoot := false
+	hasRoot, hasDaemon := false, false
 	for i, a := range m.Artifacts {
 		field := fmt.Sprintf("artifacts[%d]", i)
-		if a.Name == RootArtifact {
+		switch p, ok := strings.CutPrefix(a.Name, "boot/"); {
+		case a.Name == RootArtifact:
 			hasRoot = true
-		} else if p, ok := strings.CutPrefix(a.Name, "boot/"); !ok || !validBootPath(p) {
-			return bad(field+".name", "%q: want %q or boot/<path>", a.Name, RootArtifact)
+		case a.Name == DaemonArtifact:
+			hasDaemon = true
+		case !ok || !validBootPath(p):
+			return bad(field+".name", "%q: want %q, %q or boot/<path>", a.Name, RootArtifact, DaemonArtifact)
 		}
 		if names[strings.ToLower(a.Name)] {
 			return bad(field+".name", "%q appears twice", a.Name)
@@ -186,8 +195,11 @@ func (m *Manifest) Validate() error {
 			}
 		}
 	}
-	if !hasRoot {
-		return bad("artifacts", "no %q artifact", RootArtifact)
+	switch {
+	case hasDaemon && len(m.Artifacts) > 1:
+		return bad("artifacts", "a router's release carries %q alone", DaemonArtifact)
+	case !hasRoot && !hasDaemon:
+		return bad("artifacts", "no %q artifact (a box's release) or %q (a router's)", RootArtifact, DaemonArtifact)
 	}
 	return nil
 }

@@ -54,12 +54,20 @@ func TestParseManifest(t *testing.T) {
 			art(m)["chunks"].([]any)[0] = strings.ToUpper(art(m)["chunks"].([]any)[0].(string))
 		})},
 		{"no root", "no \"root\"", edit(func(m map[string]any) { art(m)["name"] = "boot/x" })},
+		{"router with boot files", "alone", edit(func(m map[string]any) { art(m)["name"] = DaemonArtifact })},
 		{"traversal", "name", edit(func(m map[string]any) { m["artifacts"].([]any)[1].(map[string]any)["name"] = "boot/../etc" })},
 		{"duplicate", "twice", edit(func(m map[string]any) {
 			m["artifacts"] = append(m["artifacts"].([]any), m["artifacts"].([]any)[1])
 		})},
 		{"trailing", "after", append(append([]byte{}, good...), []byte(" {}")...)},
 		{"not json", "decoding", []byte("<xml/>")},
+	}
+	router := edit(func(m map[string]any) {
+		m["artifacts"] = m["artifacts"].([]any)[:1]
+		art(m)["name"] = DaemonArtifact
+	})
+	if m, err := ParseManifest(router); err != nil || m.Artifacts[0].Name != DaemonArtifact {
+		t.Errorf("a router's manifest (cloudboxd alone): %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +86,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add(validManifest(f))
 	f.Add([]byte(`{"format":1}`))
 	f.Add([]byte(`{"format":1,"board":"amd64","version":"1","channel":"stable","chunk_size":4096,"artifacts":[{"name":"root","size":0,"sha256":"` + strings.Repeat("0", 64) + `","chunks":[]}]}`))
+	f.Add([]byte(`{"format":1,"board":"openwrt-mipsle","version":"1","channel":"stable","chunk_size":4096,"artifacts":[{"name":"cloudboxd","size":0,"sha256":"` + strings.Repeat("0", 64) + `","chunks":[]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseManifest(data)
 		if err != nil {

@@ -17,7 +17,7 @@ import (
 
 // Input is one artifact to put into a release.
 type Input struct {
-	Name string // RootArtifact or "boot/<path>"
+	Name string // RootArtifact or "boot/<path>", or DaemonArtifact alone
 	Data []byte
 }
 
