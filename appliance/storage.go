@@ -88,6 +88,8 @@ type storageService struct {
 	now     func() time.Time
 	// stateDir, nodeID and nodeName are for the vault backups.
 	stateDir, nodeID, nodeName string
+	// dir holds the folders; diskErr says why the chosen disk is not used.
+	dir, diskErr string
 
 	// bmu serializes the vault backups and guards backups.
 	bmu     sync.Mutex
@@ -110,12 +112,16 @@ func openStorage(cfg StorageConfig, stateDir string, node *state.Node, ov *overl
 	if dir == "" {
 		dir = filepath.Join(stateDir, StorageDir)
 	}
+	dir, diskErr := resolveStorageDir(stateDir, dir)
+	if diskErr != "" {
+		logger.Warn("storage disk not used", "component", "storage", "error", diskErr)
+	}
 	folders, err := storage.New(storage.Config{Root: dir, Quota: cfg.Quota, Logger: log, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("%w (check --storage-dir)", err)
 	}
 	s := &storageService{cfg: cfg, folders: folders, ov: ov, port: ov.cfg.ListenPort, log: log, now: now,
-		stateDir: stateDir, nodeID: node.ID(), nodeName: node.Name, davOK: make(map[[32]byte]time.Time)}
+		stateDir: stateDir, nodeID: node.ID(), nodeName: node.Name, dir: dir, diskErr: diskErr, davOK: make(map[[32]byte]time.Time)}
 	keys := func(id string) ([32]byte, bool) { return ov.memberKey(id) }
 	vdir := filepath.Join(stateDir, StorageDir, "vault")
 	if err := moveVaultIndex(stateDir); err != nil {
@@ -262,11 +268,15 @@ func (s *storageService) status(context.Context) ComponentStatus {
 	st, vs := s.store.Stats(), s.vault.Stats()
 	d := map[string]string{
 		"state":        "running",
+		"dir":          s.dir,
 		"vault_files":  strconv.Itoa(vs.Files),
 		"vault_boxes":  strconv.Itoa(len(s.vaultBoxes())),
 		"vault_offer":  strconv.FormatInt(st.Offer, 10),
 		"vault_used":   strconv.FormatInt(st.Used, 10),
 		"vault_shares": strconv.Itoa(st.Shares),
+	}
+	if s.diskErr != "" {
+		return ComponentStatus{OK: false, Detail: d, Error: s.diskErr}
 	}
 	if vs.AtRisk > 0 {
 		return ComponentStatus{OK: false, Detail: d,

@@ -26,6 +26,9 @@ type StorageInfo struct {
 	Stats    *storage.Stats   `json:"stats,omitempty"`
 	// Vault is the community vault as this box sees it.
 	Vault *VaultInfo `json:"vault,omitempty"`
+	// Disk is where the folders are and the disks that can hold them,
+	// for administrators.
+	Disk *DiskInfo `json:"disk,omitempty"`
 }
 
 // FolderInfo is an account's shared folder.
@@ -104,6 +107,7 @@ func (h *handler) storageInfo(r *http.Request) StorageInfo {
 	}
 	if p.allows(roleAdmin) {
 		v.Backup = s.backupInfo()
+		info.Disk = s.diskInfo()
 	}
 	info.Vault = v
 	return info

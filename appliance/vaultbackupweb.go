@@ -16,6 +16,8 @@ func (h *handler) storageRoutes(member, admin func(http.HandlerFunc) http.Handle
 	h.mux.Handle("/api/v1/storage/backup/restore", admin(h.apiVaultRestore))
 	h.mux.Handle("/storage/backup", h.pageAuth(roleAdmin, h.storageBackupPage))
 	h.mux.Handle("/storage/restore", h.pageAuth(roleAdmin, h.storageRestorePage))
+	h.mux.Handle("/api/v1/storage/disk", admin(h.apiStorageDisk))
+	h.mux.Handle("/storage/disk", h.pageAuth(roleAdmin, h.storageDiskPage))
 }
 
 // apiVaultBackup answers POST /api/v1/storage/backup: the box stores its
@@ -73,21 +75,31 @@ func (h *handler) apiVaultRestore(w http.ResponseWriter, r *http.Request) {
 
 // storageBackupPage stores the backup in the vault from the Storage page.
 func (h *handler) storageBackupPage(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Redirect(w, r, "/storage", http.StatusSeeOther)
+	s, d, ok := h.storagePost(w, r)
+	if !ok {
 		return
 	}
-	s := h.cfg.storage
-	if s == nil || !storageInProfile {
-		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
-		return
-	}
-	d := h.pageFor(r, "Storage", "/storage")
 	if _, _, err := s.backupToVault(r.Context(), true); err != nil {
 		h.renderStorage(w, r, http.StatusBadGateway, d.T("The backup was not stored: %s.", err.Error()), "")
 		return
 	}
 	h.renderStorage(w, r, http.StatusOK, "", d.T("The configuration backup is stored in the vault."))
+}
+
+// storagePost starts a form of the Storage page: a GET goes back to the
+// page, and without the storage component it answers 503. ok is false
+// after it answered.
+func (h *handler) storagePost(w http.ResponseWriter, r *http.Request) (*storageService, pageData, bool) {
+	if r.Method != http.MethodPost {
+		http.Redirect(w, r, "/storage", http.StatusSeeOther)
+		return nil, pageData{}, false
+	}
+	s := h.cfg.storage
+	if s == nil || !storageInProfile {
+		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
+		return nil, pageData{}, false
+	}
+	return s, h.pageFor(r, "Storage", "/storage"), true
 }
 
 // storageRestorePage restores the box's state from a backup in the vault,

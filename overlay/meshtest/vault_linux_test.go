@@ -298,7 +298,7 @@ func restoreFromVault(t *testing.T, bin binaries, sw *netnstest.NS, owner *box, 
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := fresh.client.Do(req)
+	resp, err := (&http.Client{Timeout: 90 * time.Second, Transport: fresh.client.Transport}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,9 @@ const (
 const (
 	shareTimeout    = 2 * time.Minute
 	manifestTimeout = 10 * time.Second
+	// manifestGrace is how long a reader waits for more boxes' manifests
+	// once one answered.
+	manifestGrace = time.Second
 	// placeRounds bounds the attempts to place a file's shares.
 	placeRounds = 3
 )
@@ -727,30 +730,55 @@ func (v *Vault) remoteManifest(ctx context.Context, c Cap) (*Manifest, []byte, e
 			urls = append(urls, b.URL)
 		}
 	}
-	var (
-		mu      sync.Mutex
-		best    *Manifest
-		bestRaw []byte
-		wg      sync.WaitGroup
-	)
+	// A box that is gone (the owner, often) must not hold the answer up:
+	// once one manifest is in, the others have manifestGrace to come.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		m   *Manifest
+		raw []byte
+	}
+	answers := make(chan answer, len(urls))
 	for _, u := range urls {
-		wg.Go(func() {
+		go func() {
 			var raw []byte
 			if err := v.do(ctx, http.MethodGet, u+PathPrefix+"manifest/"+c.Owner+"/"+c.File, nil, manifestTimeout, &raw); err != nil {
+				answers <- answer{}
 				return
 			}
 			m, err := ParseManifest(raw, v.cfg.Keys)
 			if err != nil || m.Owner != c.Owner || m.File != c.File {
+				answers <- answer{}
 				return
 			}
-			mu.Lock()
-			if best == nil || m.Seq > best.Seq {
-				best, bestRaw = m, raw
-			}
-			mu.Unlock()
-		})
+			answers <- answer{m, raw}
+		}()
 	}
-	wg.Wait()
+	var (
+		best    *Manifest
+		bestRaw []byte
+		grace   <-chan time.Time
+	)
+	for pending := len(urls); pending > 0; {
+		select {
+		case a := <-answers:
+			pending--
+			if a.m != nil && (best == nil || a.m.Seq > best.Seq) {
+				best, bestRaw = a.m, a.raw
+				if grace == nil {
+					grace = time.After(manifestGrace)
+				}
+			}
+			continue
+		case <-grace:
+		}
+		// Stop the others, and wait for them: no goroutine outlives the
+		// call.
+		cancel()
+		for ; pending > 0; pending-- {
+			<-answers
+		}
+	}
 	if best == nil {
 		return nil, nil, fmt.Errorf("file %s of %s: %w: no box has its manifest", c.File, c.Owner, ErrNotFound)
 	}
