@@ -274,6 +274,8 @@ func (s *storageService) status(context.Context) ComponentStatus {
 		"vault_offer":  strconv.FormatInt(st.Offer, 10),
 		"vault_used":   strconv.FormatInt(st.Used, 10),
 		"vault_shares": strconv.Itoa(st.Shares),
+		// The box's configuration backups in the vault.
+		"vault_backups": strconv.Itoa(len(s.vaultBackupFiles())),
 	}
 	if s.diskErr != "" {
 		return ComponentStatus{OK: false, Detail: d, Error: s.diskErr}

@@ -255,6 +255,8 @@ func (s *storageService) adopt(ctx context.Context) bool {
 		if err == nil {
 			s.log.Info("restored backup adopted", "file", fi.ID)
 			os.Remove(path)
+			// The restored index may predate repairs of its files.
+			s.vault.Refresh(ctx)
 			return true
 		}
 		s.log.Debug("restored backup not adopted yet", "error", err)

@@ -315,6 +315,8 @@ func (s *Store) putShare(w http.ResponseWriter, r *http.Request, owner, file str
 	if err := s.reserve(owner, limit); err != nil {
 		return err
 	}
+	// A large share streams for long: the deadline grows with it.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(streamTimeout(hint)))
 	defer func() {
 		s.mu.Lock()
 		s.releaseLocked(owner, limit)
@@ -494,6 +496,7 @@ func (s *Store) serveShare(w http.ResponseWriter, r *http.Request, path string) 
 			return nil
 		}
 	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout(data - off)))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(uploadHeader+int64(len(h.Hashes))+data-off, 10))
 	w.Write(uploadHead(h.Index))

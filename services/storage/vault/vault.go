@@ -785,6 +785,36 @@ func (v *Vault) remoteManifest(ctx context.Context, c Cap) (*Manifest, []byte, e
 	return best, bestRaw, nil
 }
 
+// Refresh replaces the manifests of the owner's index by newer ones the
+// boxes hold (same shares, a later placement): after a restore, the index
+// of the backup may predate repairs. It returns how many it replaced.
+func (v *Vault) Refresh(ctx context.Context) int {
+	v.mu.Lock()
+	files := slices.Clone(v.files)
+	v.mu.Unlock()
+	n := 0
+	for _, e := range files {
+		c := Cap{Owner: v.cfg.Self, File: e.ID}
+		m, raw, err := v.remoteManifest(ctx, c)
+		v.mu.Lock()
+		if err == nil && m.Seq > e.m.Seq && sameContent(m, e.m) {
+			e.m, e.Manifest = m, raw
+			n++
+		}
+		v.mu.Unlock()
+	}
+	if n > 0 {
+		v.mu.Lock()
+		err := v.saveLocked()
+		v.mu.Unlock()
+		if err != nil {
+			v.log.Warn("vault index not saved", "error", err)
+		}
+		v.log.Info("vault manifests refreshed", "files", n)
+	}
+	return n
+}
+
 // Adopt adds the file of c, which this box owns, to the owner's index
 // from the newest manifest the boxes hold: after the box's state was
 // restored from a backup in the vault, the backup itself, which its own

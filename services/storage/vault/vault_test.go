@@ -191,6 +191,11 @@ func TestVaultStoreLoseRepair(t *testing.T) {
 	if n := owner.vault.RepairAll(ctx); n != 0 {
 		t.Fatalf("RepairAll before RepairAfter repaired %d files", n)
 	}
+	// The owner's index as a backup holds it, before the repair.
+	oldIndex, err := os.ReadFile(filepath.Join(owner.vault.cfg.Dir, indexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.mu.Lock()
 	c.now = c.now.Add(2 * time.Minute)
 	c.mu.Unlock()
@@ -205,6 +210,19 @@ func TestVaultStoreLoseRepair(t *testing.T) {
 		if h.Box == gone || h.Box == gone2 || h.Box == owner.id {
 			t.Fatalf("after repair holder %d is %s", h.Index, h.Box)
 		}
+	}
+	// A restored owner with the old index learns the new placement.
+	restoredDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(restoredDir, indexFile), oldIndex, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := New(Config{Dir: restoredDir, Self: owner.id, PrivateKey: owner.priv, Keys: c.keys, Boxes: c.boxes,
+		K: 3, N: 5, Now: c.clock, Client: &http.Client{Transport: nodeTransport{owner.id}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := restored.Refresh(ctx); n != 1 || !slices.Equal(holderIDs(restored.Files()[0]), holderIDs(fi)) {
+		t.Fatalf("Refresh of the old index = %d, holders %v; want 1 and %v", n, holderIDs(restored.Files()[0]), holderIDs(fi))
 	}
 	// The holders come back: they are told to drop their stale shares.
 	c.setUp(gone, true)
@@ -280,6 +298,14 @@ func encodeShares(t *testing.T, m *Manifest, key []byte, plain []byte, sign func
 	out := make([][]byte, m.N)
 	for i := range out {
 		out[i] = slices.Concat(uploadHead(i), data[i], uploadTail(hashes[i], raw))
+	}
+	return out
+}
+
+func holderIDs(f FileInfo) []string {
+	var out []string
+	for _, h := range f.Holders {
+		out = append(out, h.Box)
 	}
 	return out
 }
