@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,5 +132,22 @@ func TestVaultBackupVersions(t *testing.T) {
 	if p.NodeID != node.ID() || p.Files[NetworkFile] == nil || p.Files[VaultDir+"/files.json"] == nil {
 		t.Errorf("the newest backup is of %s with files %v; want this box's, with %s and the vault index", p.NodeID,
 			len(p.Files), NetworkFile)
+	}
+	// The Storage page shows administrators the capability, members not.
+	h, _ := newStorageServer(t)
+	h.cfg.storage = s
+	for _, tc := range []struct {
+		account string
+		want    bool
+	}{{"admin", true}, {"alice", false}} {
+		tok, _, err := h.cfg.auth.accounts.newToken(tc.account, "test", testStart)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := do(t, h, http.MethodGet, "/storage", "Authorization", "Bearer "+tok)
+		if b := body(t, resp); resp.StatusCode != http.StatusOK || strings.Contains(b, info.Cap) != tc.want {
+			t.Errorf("the Storage page for %s = %d, shows the backup's capability: %v, want %v", tc.account, resp.StatusCode,
+				strings.Contains(b, info.Cap), tc.want)
+		}
 	}
 }

@@ -189,12 +189,22 @@ func New(cfg Config) (*Vault, error) {
 		if err := json.Unmarshal(b, &doc); err != nil || doc.Version != 1 {
 			return nil, fmt.Errorf("vault index %s: not a version 1 index (%v); move it away to start empty", filepath.Join(cfg.Dir, indexFile), err)
 		}
+		var dropped int
 		for _, e := range doc.Files {
 			if e.m, err = ParseManifest(e.Manifest, v.selfKey); err != nil {
-				return nil, fmt.Errorf("vault index: file %s: %w", e.ID, err)
+				// A file of an older format (or a damaged entry) cannot
+				// be read: keep the old index aside, go on without it.
+				v.log.Warn("vault file left out of the index", "file", e.ID, "error", err)
+				dropped++
+				continue
+			}
+			v.files = append(v.files, e)
+		}
+		if dropped > 0 {
+			if err := atomicfile.Write(filepath.Join(cfg.Dir, indexFile+".old"), b, 0o600); err != nil {
+				return nil, fmt.Errorf("keeping the old vault index: %w", err)
 			}
 		}
-		v.files = doc.Files
 	}
 	return v, nil
 }
