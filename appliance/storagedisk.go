@@ -345,7 +345,7 @@ func cmpDir(mount string, s *storageService) string {
 // storageDiskPage saves the disk chosen on the Storage page and restarts.
 func (h *handler) storageDiskPage(w http.ResponseWriter, r *http.Request) {
 	s, d, ok := h.storagePost(w, r)
-	if !ok {
+	if !ok || !storageInProfile {
 		return
 	}
 	mount := r.PostFormValue("mount")

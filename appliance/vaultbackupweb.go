@@ -76,7 +76,7 @@ func (h *handler) apiVaultRestore(w http.ResponseWriter, r *http.Request) {
 // storageBackupPage stores the backup in the vault from the Storage page.
 func (h *handler) storageBackupPage(w http.ResponseWriter, r *http.Request) {
 	s, d, ok := h.storagePost(w, r)
-	if !ok {
+	if !ok || !storageInProfile {
 		return
 	}
 	if _, _, err := s.backupToVault(r.Context(), true); err != nil {
@@ -107,6 +107,10 @@ func (h *handler) storagePost(w http.ResponseWriter, r *http.Request) (*storageS
 func (h *handler) storageRestorePage(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Redirect(w, r, "/storage", http.StatusSeeOther)
+		return
+	}
+	if !storageInProfile {
+		http.Error(w, errNoStorage, http.StatusServiceUnavailable)
 		return
 	}
 	d := h.pageFor(r, "Storage", "/storage")
