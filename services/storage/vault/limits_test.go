@@ -143,3 +143,33 @@ func TestStoreOwnerCap(t *testing.T) {
 		t.Errorf("holder stats %+v, want the owner cap %d and the refusal counted", st, ownerCap)
 	}
 }
+
+// TestPutDegradedThenRepaired: a holder that fails while a file streams
+// to it does not fail the file when K+1 shares are placed; the missing
+// share is placed by the next repair, and the file reads back.
+func TestPutDegradedThenRepaired(t *testing.T) {
+	c := newCommunity(t, 7, 1<<20, 3, 5)
+	owner := c.nodes[0]
+	// node1 is listed with the most space but does not answer.
+	c.nodes[1].srv.Close()
+	data := bytes.Repeat([]byte("degraded but stored "), 5000)
+	info, capa, err := owner.vault.Put(t.Context(), "f", "alice", bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatalf("Put with one holder failing: %v", err)
+	}
+	if info.Live != 4 || info.State != StateDegraded || info.Holders[0].Box != "" {
+		t.Fatalf("stored %+v, want 4 live shares, degraded, share 0 without a holder", info)
+	}
+	c.setUp(c.nodes[1].id, false)
+	if n := owner.vault.RepairAll(t.Context()); n != 1 {
+		t.Fatalf("RepairAll repaired %d files, want 1", n)
+	}
+	fi := owner.vault.Files()[0]
+	if fi.Live != 5 || fi.Holders[0].Box != c.nodes[6].id {
+		t.Fatalf("after the repair %+v, want share 0 on %s", fi, c.nodes[6].id)
+	}
+	got, err := c.nodes[2].vault.Get(t.Context(), capa, 1<<20)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get = %d bytes, %v", len(got), err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudbox/cloudbox/internal/testenv"
 	"golang.org/x/crypto/curve25519"
 )
 
@@ -101,6 +102,8 @@ func newCommunity(t *testing.T, count int, offer int64, k, n int) *community {
 // newCommunityCap is newCommunity with ownerCap for StoreConfig.OwnerCap.
 func newCommunityCap(t *testing.T, count int, offer, ownerCap int64, k, n int) *community {
 	t.Helper()
+	// Registered first, checked last: after the servers closed.
+	testenv.CheckGoroutines(t, 10*time.Second)
 	c := &community{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for i := range count {
 		nd := &node{id: fmt.Sprintf("node%d", i), up: true}
