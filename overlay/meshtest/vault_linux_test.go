@@ -234,7 +234,7 @@ func TestVault(t *testing.T) {
 			live = append(live, b)
 		}
 	}
-	fresh := restoreFromVault(t, bin, sw, owner, live, stored.File.ID, data)
+	fresh := restoreFromVault(t, bin, owner, live, stored.File.ID, data)
 	// Stop the boxes together: one by one, their shutdowns add up.
 	var wg sync.WaitGroup
 	for _, b := range append(boxes, fresh) {
@@ -245,12 +245,12 @@ func TestVault(t *testing.T) {
 }
 
 // restoreFromVault stores the owner's configuration backup in the vault,
-// then loses the owner's state: a fresh box (at 192.0.2.9 on sw) joins the
-// community through others[0] and restores the owner's state with the
-// backup's capability. The restored box is the owner again, with its vault
+// then loses the owner's state: a fresh box in its place (its namespace
+// and address: a new SD card in the same box) joins the community through
+// others[0] and restores the owner's state with the backup's capability. The restored box is the owner again, with its vault
 // files (fileID holds data) and the backup adopted as its own. It returns
 // the fresh box, running.
-func restoreFromVault(t *testing.T, bin binaries, sw *netnstest.NS, owner *box, others []*box, fileID string, data []byte) *box {
+func restoreFromVault(t *testing.T, bin binaries, owner *box, others []*box, fileID string, data []byte) *box {
 	t.Helper()
 	code, body := owner.do(t, http.MethodPost, "/api/v1/storage/backup", nil)
 	if code != http.StatusCreated {
@@ -276,7 +276,7 @@ func restoreFromVault(t *testing.T, bin binaries, sw *netnstest.NS, owner *box, 
 		t.Fatal(err)
 	}
 	start := time.Now()
-	fresh := newBox(t, bin, sw, "fresh", 9)
+	fresh := newBoxIn(t, bin, owner.ns, "fresh", owner.addr)
 	fresh.start(t, "--vault-backup-every", "-1s", "--dns", "off", "--mdns", "off", "--gateway-local", "off", "--join", tok)
 	netnstest.WaitFor(t, 60*time.Second, func() string {
 		if n := len(fresh.storage(t).Vault.Boxes); n < 5 {
