@@ -44,7 +44,7 @@ import (
 // backupEntries are the names, in the state directory, that a backup
 // holds and a restore replaces: everything else (the setup code, access
 // logs) stays.
-var backupEntries = []string{state.FileName, PanelDir, OverlayDir, CatalogDir, TLSDir, NetworkFile}
+var backupEntries = []string{state.FileName, PanelDir, OverlayDir, CatalogDir, TLSDir, NetworkFile, VaultDir}
 
 const (
 	backupMagic   = "CBBACKUP"

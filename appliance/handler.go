@@ -119,6 +119,7 @@ func newHandler(cfg handlerConfig) (*handler, error) {
 	h.mux.Handle("/api/v1/storage/vault/read", member(apiGetOnly(h.apiVaultRead)))
 	h.mux.Handle("/api/v1/storage/links", member(h.apiLinks))
 	h.voipRoutes(member, admin)
+	h.storageRoutes(member, admin)
 	h.mux.HandleFunc("/api/v1/", apiNotFound)
 	h.mux.Handle("/metrics", member(getOnly(h.metrics)))
 	h.mux.Handle("/healthz", getOnly(healthz))

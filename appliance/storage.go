@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type StorageConfig struct {
 	// VaultOffer is how many bytes of other boxes' shares this box holds
 	// at most; zero offers none (the box is not a vault box).
 	VaultOffer int64
+	// VaultOwnerCap is how many bytes of one other box's shares this box
+	// holds at most; zero means VaultOffer / vault.DefaultOwnerShare,
+	// negative no cap but VaultOffer.
+	VaultOwnerCap int64
 	// VaultK and VaultN: any K of N shares rebuild a file; zero means
 	// vault.DefaultK and vault.DefaultN.
 	VaultK, VaultN int
@@ -61,6 +66,13 @@ type StorageConfig struct {
 	// before its shares are rebuilt elsewhere; zero means
 	// vault.DefaultRepairAfter.
 	VaultRepairAfter time.Duration
+	// VaultBackupEvery is how often the box stores its configuration
+	// backup in the vault even when it did not change (it does after a
+	// change anyway); zero means DefaultVaultBackupEvery, negative only
+	// when an administrator asks. VaultBackupKeep is how many versions
+	// stay in the vault; zero means DefaultVaultBackupKeep.
+	VaultBackupEvery time.Duration
+	VaultBackupKeep  int
 }
 
 // storageService is the storage component.
@@ -74,6 +86,14 @@ type storageService struct {
 	port    uint16 // the overlay's TCP port
 	log     *slog.Logger
 	now     func() time.Time
+	// stateDir, nodeID and nodeName are for the vault backups.
+	stateDir, nodeID, nodeName string
+	// dir holds the folders; diskErr says why the chosen disk is not used.
+	dir, diskErr string
+
+	// bmu serializes the vault backups and guards backups.
+	bmu     sync.Mutex
+	backups vaultBackups
 
 	// mu guards the following.
 	mu sync.Mutex
@@ -92,16 +112,23 @@ func openStorage(cfg StorageConfig, stateDir string, node *state.Node, ov *overl
 	if dir == "" {
 		dir = filepath.Join(stateDir, StorageDir)
 	}
+	dir, diskErr := resolveStorageDir(stateDir, dir)
+	if diskErr != "" {
+		logger.Warn("storage disk not used", "component", "storage", "error", diskErr)
+	}
 	folders, err := storage.New(storage.Config{Root: dir, Quota: cfg.Quota, Logger: log, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("%w (check --storage-dir)", err)
 	}
 	s := &storageService{cfg: cfg, folders: folders, ov: ov, port: ov.cfg.ListenPort, log: log, now: now,
-		davOK: make(map[[32]byte]time.Time)}
+		stateDir: stateDir, nodeID: node.ID(), nodeName: node.Name, dir: dir, diskErr: diskErr, davOK: make(map[[32]byte]time.Time)}
 	keys := func(id string) ([32]byte, bool) { return ov.memberKey(id) }
 	vdir := filepath.Join(stateDir, StorageDir, "vault")
+	if err := moveVaultIndex(stateDir); err != nil {
+		return nil, err
+	}
 	s.vault, err = vault.New(vault.Config{
-		Dir: filepath.Join(vdir, "own"), Self: node.ID(), PrivateKey: ov.key, Keys: keys,
+		Dir: filepath.Join(stateDir, VaultDir), Self: node.ID(), PrivateKey: ov.key, Keys: keys,
 		Boxes: s.vaultBoxes, Locate: s.locate, Changed: ov.changed.Wait,
 		K: cfg.VaultK, N: cfg.VaultN, RepairAfter: cfg.VaultRepairAfter, Logger: log, Now: now,
 	})
@@ -109,7 +136,7 @@ func openStorage(cfg StorageConfig, stateDir string, node *state.Node, ov *overl
 		return nil, err
 	}
 	s.store, err = vault.NewStore(vault.StoreConfig{Dir: filepath.Join(vdir, "held"), Self: node.ID(), Offer: cfg.VaultOffer,
-		Keys: keys, Own: s.vault.Manifest, Logger: log})
+		OwnerCap: cfg.VaultOwnerCap, Keys: keys, Own: s.vault.Manifest, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +153,8 @@ func (s *storageService) vaultBoxes() []vault.Box {
 	var out []vault.Box
 	for _, rec := range cat.Services(services.Filter{Type: vaultType}) {
 		free, _ := strconv.ParseInt(rec.TXT["free"], 10, 64)
-		out = append(out, vault.Box{ID: rec.OwnerID, Name: rec.OwnerName, Free: free,
+		ownerCap, _ := strconv.ParseInt(rec.TXT["owner_cap"], 10, 64)
+		out = append(out, vault.Box{ID: rec.OwnerID, Name: rec.OwnerName, Free: free, OwnerCap: max(ownerCap, 0),
 			URL: "http://" + netip.AddrPortFrom(rec.OwnerIPv6, rec.Port).String()})
 	}
 	return out
@@ -186,7 +214,28 @@ func (s *storageService) run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	return s.vault.Run(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.runBackups(ctx) })
+	err := s.vault.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// moveVaultIndex moves the vault index of older versions (under the
+// storage directory) to VaultDir, where backups find it.
+func moveVaultIndex(stateDir string) error {
+	old := filepath.Join(stateDir, StorageDir, "vault", "own")
+	if _, err := os.Stat(old); err != nil {
+		return nil
+	}
+	dst := filepath.Join(stateDir, VaultDir)
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	if err := os.Rename(old, dst); err != nil {
+		return fmt.Errorf("moving the vault index to %s: %w", dst, err)
+	}
+	return nil
 }
 
 // builtinServices returns the catalog entries: the shared folders on the
@@ -206,7 +255,7 @@ func (s *storageService) builtinServices(node string, httpAddr net.Addr) []servi
 		// rarely.
 		free := s.store.Free() &^ (1<<20 - 1)
 		out = append(out, services.Service{Instance: cutUTF8("vault", 63-len(suffix)) + suffix, Type: vaultType, Port: s.port,
-			Description: "Vault space for the community's encrypted shares", TXT: map[string]string{"free": strconv.FormatInt(free, 10)}})
+			Description: "Vault space for the community's encrypted shares", TXT: map[string]string{"free": strconv.FormatInt(free, 10), "owner_cap": strconv.FormatInt(s.store.OwnerCap(), 10)}})
 	}
 	return out
 }
@@ -219,11 +268,17 @@ func (s *storageService) status(context.Context) ComponentStatus {
 	st, vs := s.store.Stats(), s.vault.Stats()
 	d := map[string]string{
 		"state":        "running",
+		"dir":          s.dir,
 		"vault_files":  strconv.Itoa(vs.Files),
 		"vault_boxes":  strconv.Itoa(len(s.vaultBoxes())),
 		"vault_offer":  strconv.FormatInt(st.Offer, 10),
 		"vault_used":   strconv.FormatInt(st.Used, 10),
 		"vault_shares": strconv.Itoa(st.Shares),
+		// The box's configuration backups in the vault.
+		"vault_backups": strconv.Itoa(len(s.vaultBackupFiles())),
+	}
+	if s.diskErr != "" {
+		return ComponentStatus{OK: false, Detail: d, Error: s.diskErr}
 	}
 	if vs.AtRisk > 0 {
 		return ComponentStatus{OK: false, Detail: d,

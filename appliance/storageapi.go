@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +8,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +26,9 @@ type StorageInfo struct {
 	Stats    *storage.Stats   `json:"stats,omitempty"`
 	// Vault is the community vault as this box sees it.
 	Vault *VaultInfo `json:"vault,omitempty"`
+	// Disk is where the folders are and the disks that can hold them,
+	// for administrators.
+	Disk *DiskInfo `json:"disk,omitempty"`
 }
 
 // FolderInfo is an account's shared folder.
@@ -48,6 +51,9 @@ type VaultInfo struct {
 	Files  []VaultFile      `json:"files"`
 	Stats  vault.Stats      `json:"stats"`
 	AtRisk []string         `json:"at_risk"`
+	// Backup is the box's configuration backups in the vault, for
+	// administrators.
+	Backup *VaultBackupInfo `json:"backup,omitempty"`
 }
 
 // VaultFile is a vault file of this box with its read capability (shown
@@ -99,6 +105,10 @@ func (h *handler) storageInfo(r *http.Request) StorageInfo {
 			}
 		}
 	}
+	if p.allows(roleAdmin) {
+		v.Backup = s.backupInfo()
+		info.Disk = s.diskInfo()
+	}
 	info.Vault = v
 	return info
 }
@@ -133,19 +143,20 @@ func (h *handler) apiVault(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, errorResponse{Error: "name the file: POST /api/v1/storage/vault?name=NAME with the file as body"})
 			return
 		}
+		if r.ContentLength < 0 {
+			writeJSON(w, http.StatusLengthRequired, errorResponse{Error: "send the file with its Content-Length"})
+			return
+		}
+		if r.ContentLength > vault.MaxFileSize {
+			writeJSON(w, http.StatusRequestEntityTooLarge, errorResponse{Error: fmt.Sprintf("the vault takes files up to %d bytes", int64(vault.MaxFileSize))})
+			return
+		}
+		// The file streams to the holders as it arrives: no deadline but
+		// the client's.
 		rc := http.NewResponseController(w)
-		rc.SetReadDeadline(time.Now().Add(30 * time.Minute))
-		rc.SetWriteDeadline(time.Now().Add(30 * time.Minute))
-		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, vault.MaxFileSize))
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, errorResponse{Error: fmt.Sprintf("the vault takes files up to %d bytes", vault.MaxFileSize)})
-			return
-		}
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, errorResponse{Error: "reading the file: " + err.Error()})
-			return
-		}
-		fi, c, err := s.vault.Put(r.Context(), name, p.account, data)
+		rc.SetReadDeadline(time.Time{})
+		rc.SetWriteDeadline(time.Time{})
+		fi, c, err := s.vault.Put(r.Context(), name, p.account, r.Body, r.ContentLength)
 		if err != nil {
 			code := http.StatusBadGateway
 			if errors.Is(err, vault.ErrTooFewBoxes) {
@@ -206,9 +217,7 @@ func (h *handler) apiVaultRead(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rc := http.NewResponseController(w)
-	rc.SetWriteDeadline(time.Now().Add(30 * time.Minute))
-	data, err := s.vault.Get(r.Context(), c)
+	f, err := s.vault.Open(r.Context(), c)
 	if err != nil {
 		code := http.StatusBadGateway
 		switch {
@@ -220,12 +229,19 @@ func (h *handler) apiVaultRead(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, errorResponse{Error: err.Error()})
 		return
 	}
+	defer f.Close()
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Security-Policy", userContentPolicy)
+	w.Header().Set("Content-Length", strconv.FormatInt(f.Size, 10))
 	if name != "" {
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	}
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	if _, err := f.Copy(r.Context(), w); err != nil {
+		// The status is sent: the short body tells the client.
+		h.cfg.logger.Warn("vault read cut short", "file", c.File, "error", err)
+	}
 }
 
 // linkRequest is the body of POST /api/v1/storage/links.
@@ -262,10 +278,20 @@ func (h *handler) apiLinks(w http.ResponseWriter, r *http.Request) {
 
 // storagePage shows the folders' and the vault's state.
 func (h *handler) storagePage(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, h.panel.storage, struct {
+	h.renderStorage(w, r, http.StatusOK, "", "")
+}
+
+// renderStorage renders the Storage page with an error or a message of
+// a form.
+func (h *handler) renderStorage(w http.ResponseWriter, r *http.Request, code int, errMsg, done string) {
+	d := h.pageFor(r, "Storage", "/storage")
+	p, _ := who(r)
+	h.render(w, code, h.panel.storage, struct {
 		pageData
-		Info StorageInfo
-	}{h.pageFor(r, "Storage", "/storage"), h.storageInfo(r)})
+		Info        StorageInfo
+		Admin       bool
+		Error, Done string
+	}{d, h.storageInfo(r), p.allows(roleAdmin), errMsg, done})
 }
 
 // filesPage is the file browser of the account's folder.

@@ -21,9 +21,11 @@ var (
 	storageDir  = flag.String("storage-dir", "", "`DIR` of the shared folders (default: storage/ in the state directory)")
 	quota       = flag.Int64("storage-quota", 0, "each account's quota in `BYTES` (0: 1 GiB, -1: none)")
 	vaultOffer  = flag.Int64("vault-offer", 0, "`BYTES` of vault space this box offers to the community (0: none)")
+	vaultOwner  = flag.Int64("vault-owner-cap", 0, "`BYTES` of vault space one other box may use here (0: a quarter of --vault-offer; -1: no cap)")
 	vaultK      = flag.Int("vault-k", 0, "shares that rebuild a vault file (0: 3)")
 	vaultN      = flag.Int("vault-n", 0, "shares of a vault file, each on another box (0: 5)")
 	vaultRepair = flag.Duration("vault-repair-after", 0, "how long a holder must be gone before its vault shares are rebuilt elsewhere (0: 1m)")
+	vaultBackup = flag.Duration("vault-backup-every", 0, "store the box's configuration backup in the vault at least this often, and after each change (0: 24h; negative: only when an administrator asks)")
 	sipAddr     = flag.String("sip", appliance.DefaultSIPAddr, "`ADDR` of SIP (UDP and TCP) for phones and calls between boxes, or \"off\"")
 	rtpPorts    = flag.String("rtp-ports", "10000-20000", "UDP port `RANGE` of the calls' media relay")
 	webrtcAddr  = flag.String("webrtc", ":8190", "UDP `ADDR` of browser media (softphone, rooms), or \"off\"")
@@ -39,8 +41,8 @@ func profileFlags(cfg *appliance.Config) error {
 	cfg.VoIP = appliance.VoIPConfig{Disabled: *sipAddr == "off", SIPAddr: *sipAddr, ICEAddr: *webrtcAddr,
 		RTPPortMin: lo, RTPPortMax: hi}
 	cfg.Storage = appliance.StorageConfig{
-		Disabled: *storageOff, Dir: *storageDir, Quota: *quota, VaultOffer: *vaultOffer,
-		VaultK: *vaultK, VaultN: *vaultN, VaultRepairAfter: *vaultRepair,
+		Disabled: *storageOff, Dir: *storageDir, Quota: *quota, VaultOffer: *vaultOffer, VaultOwnerCap: *vaultOwner,
+		VaultK: *vaultK, VaultN: *vaultN, VaultRepairAfter: *vaultRepair, VaultBackupEvery: *vaultBackup,
 	}
 	cfg.Stream = appliance.StreamConfig{ICEAddr: *streamICE, TURNAddr: *streamTURN}
 	return nil

@@ -39,7 +39,11 @@ type storageInfo struct {
 		Boxes []struct {
 			Name string `json:"name"`
 		} `json:"boxes"`
-		Files []vaultFile `json:"files"`
+		Files  []vaultFile `json:"files"`
+		Backup struct {
+			Cap      string      `json:"cap"`
+			Versions []vaultFile `json:"versions"`
+		} `json:"backup"`
 		Store struct {
 			Shares int `json:"shares"`
 		} `json:"store"`
@@ -82,7 +86,7 @@ func (b *box) do(t *testing.T, method, path string, body []byte) (int, []byte) {
 //	                    sw: br0 192.0.2.0/24
 //	   ┌──────────┬──────────┬─── ... ───┐
 //	owner .1    v1 .2      v2 .3   ...  v7 .8
-//	(no space)  --vault-offer 64 MiB on v1..v7
+//	(no space)  --vault-offer 256 MiB on v1..v7 (64 MiB per owner)
 //
 // The owner needs five holders and the repair two more boxes, so the
 // community has eight.
@@ -93,9 +97,9 @@ func TestVault(t *testing.T) {
 		boxes = append(boxes, newBox(t, bin, sw, fmt.Sprintf("v%d", i), i+1))
 	}
 	for _, b := range boxes {
-		b.args = []string{"--vault-repair-after", "2s", "--dns", "off", "--mdns", "off", "--gateway-local", "off"}
+		b.args = []string{"--vault-repair-after", "2s", "--vault-backup-every", "-1s", "--dns", "off", "--mdns", "off", "--gateway-local", "off"}
 		if b.name != "owner" {
-			b.args = append(b.args, "--vault-offer", "67108864")
+			b.args = append(b.args, "--vault-offer", "268435456")
 		}
 	}
 	start := time.Now()
@@ -224,13 +228,114 @@ func TestVault(t *testing.T) {
 	if mb := os.Getenv("CLOUDBOX_VAULT_BENCH_MB"); mb != "" {
 		benchVault(t, owner, spares[0], addrs[spares[0].name][0], mb)
 	}
+	var live []*box
+	for _, b := range boxes[1:] {
+		if !slices.Contains(gone, b) {
+			live = append(live, b)
+		}
+	}
+	fresh := restoreFromVault(t, bin, owner, live, stored.File.ID, data)
 	// Stop the boxes together: one by one, their shutdowns add up.
 	var wg sync.WaitGroup
-	for _, b := range boxes {
+	for _, b := range append(boxes, fresh) {
 		wg.Go(func() { b.stop(t) })
 	}
 	wg.Wait()
 	t.Logf("stopped after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// restoreFromVault stores the owner's configuration backup in the vault,
+// then loses the owner's state: a fresh box in its place (its namespace
+// and address: a new SD card in the same box) joins the community through
+// others[0] and restores the owner's state with the backup's capability. The restored box is the owner again, with its vault
+// files (fileID holds data) and the backup adopted as its own. It returns
+// the fresh box, running.
+func restoreFromVault(t *testing.T, bin binaries, owner *box, others []*box, fileID string, data []byte) *box {
+	t.Helper()
+	code, body := owner.do(t, http.MethodPost, "/api/v1/storage/backup", nil)
+	if code != http.StatusCreated {
+		t.Fatalf("storing the owner's backup = %d: %s", code, body)
+	}
+	var bk struct {
+		File vaultFile `json:"file"`
+		Cap  string    `json:"cap"`
+	}
+	if err := json.Unmarshal(body, &bk); err != nil {
+		t.Fatal(err)
+	}
+	if bk.File.Live != 5 || !strings.HasPrefix(bk.Cap, "cbvault1:") {
+		t.Fatalf("backup stored with %d live shares, capability %q", bk.File.Live, bk.Cap)
+	}
+	if b := owner.storage(t).Vault.Backup; b.Cap != bk.Cap || len(b.Versions) != 1 {
+		t.Fatalf("GET /api/v1/storage shows the backups %+v, want the capability %s", b, bk.Cap)
+	}
+	ownerID := owner.self(t).NodeID
+	tok := cli(t, bin, "invite", "--state-dir", owner.dir, "--name", "fresh", "--bootstrap", others[0].addr.String()+":51820")
+	owner.stop(t)
+	if err := os.RemoveAll(owner.dir); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	fresh := newBoxIn(t, bin, owner.ns, "fresh", owner.addr)
+	fresh.start(t, "--vault-backup-every", "-1s", "--dns", "off", "--mdns", "off", "--gateway-local", "off", "--join", tok)
+	netnstest.WaitFor(t, 60*time.Second, func() string {
+		if n := len(fresh.storage(t).Vault.Boxes); n < 5 {
+			return fmt.Sprintf("fresh box sees %d vault boxes, want 5", n)
+		}
+		return ""
+	})
+	// The others reach a new member once the roster told them.
+	for _, b := range others {
+		waitPath(t, b, "fresh", 90*time.Second, func(peer) string { return "" })
+	}
+	t.Logf("fresh box has paths to the vault boxes after %v", time.Since(start).Round(time.Millisecond))
+	if fresh.self(t).NodeID == ownerID {
+		t.Fatal("the fresh box has the lost owner's identity before the restore")
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+apiAddr+"/api/v1/storage/backup/restore",
+		strings.NewReader(`{"cap": "`+bk.Cap+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 90 * time.Second, Transport: fresh.client.Transport}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("restoring from the vault = %d: %s", resp.StatusCode, body)
+	}
+	// cloudboxd restarts in process as the owner, and adopts the backup.
+	netnstest.WaitFor(t, 90*time.Second, func() string {
+		ps, err := fresh.peers()
+		if err != nil {
+			return err.Error()
+		}
+		for _, p := range ps {
+			if p.Self && p.NodeID != ownerID {
+				return fmt.Sprintf("the restored box is %s (%s), not the owner %s", p.Name, p.NodeID, ownerID)
+			}
+		}
+		var v storageInfo
+		if code, err := fresh.get("/api/v1/storage", &v); err != nil || code != http.StatusOK {
+			return fmt.Sprintf("GET /api/v1/storage = %d %v", code, err)
+		}
+		if len(v.Vault.Backup.Versions) != 1 || v.Vault.Backup.Cap != bk.Cap {
+			return fmt.Sprintf("the restored box's backups are %+v, want %s adopted", v.Vault.Backup, bk.Cap)
+		}
+		if !slices.ContainsFunc(v.Vault.Files, func(f vaultFile) bool { return f.ID == fileID }) {
+			return fmt.Sprintf("the restored box does not list its vault file %s", fileID)
+		}
+		return ""
+	})
+	t.Logf("owner restored from the vault on a fresh box in %v", time.Since(start).Round(time.Millisecond))
+	code, got := fresh.do(t, http.MethodGet, "/api/v1/storage/vault/read?id="+fileID, nil)
+	if code != http.StatusOK || !bytes.Equal(got, data) {
+		t.Fatalf("the restored box read its vault file: %d, %d bytes, want the %d stored", code, len(got), len(data))
+	}
+	return fresh
 }
 
 // benchVault stores and reads a file of mb MiB on the owner (make

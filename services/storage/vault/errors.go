@@ -17,6 +17,9 @@ var (
 	// ErrNoSpace means a holder has no room left in the space its owner
 	// offers.
 	ErrNoSpace = errors.New("no vault space left")
+	// ErrOwnerFull means a holder holds as many of one owner's shares as
+	// it lets one box use (StoreConfig.OwnerCap).
+	ErrOwnerFull = errors.New("the box's vault space for one owner is full")
 	// ErrTooFewBoxes means fewer boxes offer space than a file needs.
 	ErrTooFewBoxes = errors.New("too few boxes offer vault space")
 	// ErrTooFewShares means fewer than K valid shares could be fetched.

@@ -1,7 +1,10 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -21,16 +24,51 @@ func fuzzKey(t testing.TB) ([32]byte, *xeddsa.Signer) {
 	return [32]byte(pub), s
 }
 
+// seedManifest returns a signed manifest of a small file, k=2 n=4.
 func seedManifest(t testing.TB) []byte {
 	_, s := fuzzKey(t)
-	shards, hashes, _ := split([]byte("some ciphertext of a file, long enough"), 2, 4)
-	m := &Manifest{Version: 1, Owner: "owner1", File: strings.Repeat("0f", 16), Seq: 3, Size: 38, K: 2, N: 4,
-		ShardSize: len(shards[0]), Hashes: hashes, Holders: []string{"a", "b", "", "d"}}
+	m, _ := seedShares(t, s)
 	b, err := m.Sign(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// seedShares encodes a file of two stripes into shares as the owner
+// uploads them.
+func seedShares(t testing.TB, s *xeddsa.Signer) (*Manifest, [][]byte) {
+	plain := bytes.Repeat([]byte("some plaintext of a file. "), MinStripe/20)
+	m := &Manifest{Version: manifestVersion, Owner: "owner1", File: strings.Repeat("0f", 16), Seq: 3, Size: int64(len(plain)),
+		Stripe: MinStripe, K: 2, N: 4, Hashes: make([]string, 4), Holders: []string{"a", "b", "", "d"}}
+	cod, err := newCoder(m, make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, hashes := make([][]byte, m.N), make([][]byte, m.N)
+	for j := range m.stripes() {
+		shards, err := cod.encode(j, plain[j*m.Stripe:j*m.Stripe+m.stripePlain(j)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, sh := range shards {
+			sum := sha256.Sum256(sh)
+			data[i], hashes[i] = append(data[i], sh...), append(hashes[i], sum[:]...)
+		}
+	}
+	for i := range m.Hashes {
+		sum := sha256.Sum256(hashes[i])
+		m.Hashes[i] = hex.EncodeToString(sum[:])
+	}
+	raw, err := m.Sign(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]byte, m.N)
+	for i := range out {
+		out[i] = append(append(uploadHead(i), data[i]...), uploadTail(hashes[i], raw)...)
+	}
+	return m, out
 }
 
 func FuzzParseManifest(f *testing.F) {
@@ -50,20 +88,43 @@ func FuzzParseManifest(f *testing.F) {
 	})
 }
 
-func FuzzParseShare(f *testing.F) {
-	pub, _ := fuzzKey(f)
-	raw := seedManifest(f)
-	shards, _, _ := split([]byte("some ciphertext of a file, long enough"), 2, 4)
-	f.Add((&Share{Index: 1, Manifest: raw, Data: shards[1]}).Encode())
-	f.Add([]byte("CBVS1\n\x00\x00\x00\x00\xff\xff\xff\xff"))
+// FuzzParseHeld feeds shares as owners upload them to the holder's
+// checks.
+func FuzzParseHeld(f *testing.F) {
+	pub, signer := fuzzKey(f)
+	_, shares := seedShares(f, signer)
+	f.Add(shares[1])
+	f.Add([]byte("CBVS2\n\x00\x00\x00\x00\xff\xff\xff\xff"))
 	keys := func(string) ([32]byte, bool) { return pub, true }
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, m, err := ParseVerifiedShare(b, keys)
+		h, err := parseHeld(bytes.NewReader(b), int64(len(b)), keys)
 		if err != nil {
 			return
 		}
-		if s.Index >= m.N || len(s.Data) != m.ShardSize {
-			t.Fatalf("accepted share %d of %d bytes for %+v", s.Index, len(s.Data), m)
+		if h.Index >= h.Manifest.N || int64(len(b)) != h.Manifest.shareSize(len(h.Raw)) {
+			t.Fatalf("accepted share %d of %d bytes for %+v", h.Index, len(b), h.Manifest)
+		}
+		h.verifyData(bytes.NewReader(b))
+	})
+}
+
+// FuzzReadServedHead feeds shares as holders serve them to a reader.
+func FuzzReadServedHead(f *testing.F) {
+	_, signer := fuzzKey(f)
+	m, shares := seedShares(f, signer)
+	h, err := parseHeld(bytes.NewReader(shares[2]), int64(len(shares[2])), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append(uploadHead(2), h.Hashes...))
+	f.Add([]byte("CBVS2\n\x00\x00\x00\x02"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hashes, err := readServedHead(bytes.NewReader(b), m, 2)
+		if err != nil {
+			return
+		}
+		if checkHashList(m, 2, hashes) != nil {
+			t.Fatalf("accepted a hash list that does not match the manifest")
 		}
 	})
 }

@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,8 +17,17 @@ import (
 const (
 	// MaxShares is the largest N.
 	MaxShares = 32
+	// MaxStripes is the largest number of stripes of a file.
+	MaxStripes = 1 << 16
+	// MinStripe and MaxStripe bound a file's stripe, the plaintext bytes
+	// encrypted and erasure-coded at once.
+	MinStripe = 4 << 10
+	MaxStripe = 16 << 20
+	// DefaultStripe is the stripe of Config's zero value: the owner and
+	// a reader hold a few stripes in memory at a time.
+	DefaultStripe = 1 << 20
 	// MaxFileSize is the largest file the vault stores, in bytes.
-	MaxFileSize = 128 << 20
+	MaxFileSize = 64 << 30
 	// MaxManifestSize is the largest signed manifest, in bytes.
 	MaxManifestSize = 16 << 10
 	// maxIDLen bounds node and file IDs.
@@ -25,12 +35,20 @@ const (
 )
 
 // manifestVersion is the version of the manifest format.
-const manifestVersion = 1
+const manifestVersion = 2
 
 // Manifest describes one vault file: who owns it, how it is split, the
 // hash of every share and who holds it. The owner signs it; a new
 // placement (a repair) is a new manifest with a higher Seq and the same
 // hashes.
+//
+// A file is cut into stripes of Stripe bytes (the last one shorter; an
+// empty file has one empty stripe). Each stripe is encrypted on its own
+// (the stripe's index is its nonce) and erasure-coded into N shards of
+// which any K rebuild it; share i is shard i of every stripe, in order.
+// Each share carries the SHA-256 of each of its shards (its hash list);
+// Hashes holds the SHA-256 of each share's hash list, so that a reader
+// checks every shard as it streams, before it uses it.
 type Manifest struct {
 	Version int `json:"v"`
 	// Owner is the node ID of the owner box; File the file's random ID
@@ -39,19 +57,56 @@ type Manifest struct {
 	File  string `json:"file"`
 	// Seq orders the manifests of one file: the highest wins.
 	Seq uint64 `json:"seq"`
-	// Size is the length of the ciphertext, which the shares hold padded.
-	Size int64 `json:"size"`
-	// K shares of N rebuild the file; each share holds ShardSize bytes.
-	K         int `json:"k"`
-	N         int `json:"n"`
-	ShardSize int `json:"shard_size"`
-	// Hashes are the hex SHA-256 of the shares, by index.
+	// Size is the length of the file (plaintext); Stripe the plaintext
+	// bytes per stripe.
+	Size   int64 `json:"size"`
+	Stripe int   `json:"stripe"`
+	// K shares of N rebuild the file.
+	K int `json:"k"`
+	N int `json:"n"`
+	// Hashes are the hex SHA-256 of the shares' hash lists, by index.
 	Hashes []string `json:"hashes"`
 	// Holders are the node IDs of the boxes holding each share, by index;
 	// "" while a share has no holder.
 	Holders []string `json:"holders"`
 	// Created is when the owner stored the file.
 	Created time.Time `json:"created"`
+}
+
+// stripes returns the number of stripes of the file.
+func (m *Manifest) stripes() int {
+	return max(1, int((m.Size+int64(m.Stripe)-1)/int64(m.Stripe)))
+}
+
+// stripePlain returns the plaintext length of stripe j.
+func (m *Manifest) stripePlain(j int) int {
+	return int(min(int64(m.Stripe), m.Size-int64(j)*int64(m.Stripe)))
+}
+
+// shardLen returns the length of each shard of stripe j.
+func (m *Manifest) shardLen(j int) int {
+	return (m.stripePlain(j) + overhead + m.K - 1) / m.K
+}
+
+// dataOffset returns where the shard of stripe j starts in a share's
+// data.
+func (m *Manifest) dataOffset(j int) int64 {
+	return int64(j) * int64(m.shardLen(0))
+}
+
+// shareDataLen returns the length of each share's data.
+func (m *Manifest) shareDataLen() int64 {
+	n := m.stripes()
+	return m.dataOffset(n-1) + int64(m.shardLen(n-1))
+}
+
+// hashListLen returns the length of each share's hash list.
+func (m *Manifest) hashListLen() int { return m.stripes() * sha256.Size }
+
+// shareSize returns the length of a share as a holder stores it, with a
+// manifest of manifestLen bytes.
+func (m *Manifest) shareSize(manifestLen int) int64 {
+	return uploadHeader + m.shareDataLen() + int64(m.hashListLen()) + int64(manifestLen) + uploadFooter
 }
 
 // signedManifest is the wire form: the manifest's JSON and the owner's
@@ -88,6 +143,12 @@ type KeyFunc func(nodeID string) ([32]byte, bool)
 // ParseManifest decodes a signed manifest, checks its fields and verifies
 // its signature with the owner's key from keys.
 func ParseManifest(b []byte, keys KeyFunc) (*Manifest, error) {
+	return parseManifest(b, keys, true)
+}
+
+// parseManifest is ParseManifest, without the signature's check unless
+// verify: for what a holder checked as it stored it.
+func parseManifest(b []byte, keys KeyFunc, verify bool) (*Manifest, error) {
 	if len(b) > MaxManifestSize {
 		return nil, fmt.Errorf("manifest of %d bytes: %w", len(b), ErrMalformed)
 	}
@@ -101,6 +162,9 @@ func ParseManifest(b []byte, keys KeyFunc) (*Manifest, error) {
 	}
 	if err := m.validate(); err != nil {
 		return nil, err
+	}
+	if !verify {
+		return &m, nil
 	}
 	key, ok := keys(m.Owner)
 	if !ok {
@@ -138,10 +202,12 @@ func (m *Manifest) validate() error {
 		return bad("file ID %q", m.File)
 	case m.N < 2 || m.N > MaxShares || m.K < 1 || m.K >= m.N:
 		return bad("k=%d n=%d, want 1 <= k < n <= %d", m.K, m.N, MaxShares)
-	case m.Size < 0 || m.Size > MaxFileSize+overhead:
+	case m.Size < 0 || m.Size > MaxFileSize:
 		return bad("size %d", m.Size)
-	case m.ShardSize < 0 || int64(m.ShardSize)*int64(m.K) < m.Size || int64(m.ShardSize) > (m.Size+int64(m.K)-1)/int64(m.K)+64:
-		return bad("shard size %d for size %d and k=%d", m.ShardSize, m.Size, m.K)
+	case m.Stripe < MinStripe || m.Stripe > MaxStripe:
+		return bad("stripe %d, want %d to %d", m.Stripe, MinStripe, MaxStripe)
+	case (m.Size+int64(m.Stripe)-1)/int64(m.Stripe) > MaxStripes:
+		return bad("%d bytes in stripes of %d: more than %d stripes", m.Size, m.Stripe, MaxStripes)
 	case len(m.Hashes) != m.N || len(m.Holders) != m.N:
 		return bad("%d hashes and %d holders for n=%d", len(m.Hashes), len(m.Holders), m.N)
 	}
@@ -190,6 +256,6 @@ func validFileID(s string) bool {
 // sameContent reports whether a and b describe the same shares (they may
 // differ in Seq and Holders).
 func sameContent(a, b *Manifest) bool {
-	return a.Owner == b.Owner && a.File == b.File && a.Size == b.Size && a.K == b.K && a.N == b.N &&
-		a.ShardSize == b.ShardSize && slices.Equal(a.Hashes, b.Hashes)
+	return a.Owner == b.Owner && a.File == b.File && a.Size == b.Size && a.Stripe == b.Stripe && a.K == b.K && a.N == b.N &&
+		slices.Equal(a.Hashes, b.Hashes)
 }

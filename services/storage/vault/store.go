@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +30,10 @@ type StoreConfig struct {
 	// Offer is how many bytes of shares this box holds at most for
 	// others; zero offers none (every share is refused).
 	Offer int64
+	// OwnerCap is how many bytes of one owner box's shares this box holds
+	// at most, so that no box fills the offer alone; zero means Offer
+	// divided by DefaultOwnerShare, negative no cap but Offer.
+	OwnerCap int64
 	// Keys returns the members' node keys, to check manifests. Required.
 	Keys KeyFunc
 	// Own, if not nil, returns this box's own signed manifest of a file
@@ -40,16 +43,27 @@ type StoreConfig struct {
 	Logger *slog.Logger
 }
 
+// DefaultOwnerShare divides the offer into the default OwnerCap: one
+// owner box may use a quarter of it.
+const DefaultOwnerShare = 4
+
+// uploadPrefix starts the names of shares being received.
+const uploadPrefix = ".upload-"
+
 // Store holds other boxes' shares within the space offered. It is safe
 // for concurrent use.
 type Store struct {
 	// Immutable after NewStore.
-	cfg StoreConfig
-	log *slog.Logger
+	cfg      StoreConfig
+	log      *slog.Logger
+	ownerCap int64 // resolved OwnerCap; negative for none
 
 	// mu guards the following and the files in Dir.
-	mu   sync.Mutex
-	used int64
+	mu sync.Mutex
+	// used counts the shares stored, reserved the uploads under way, by
+	// owner in byOwner.
+	used, reserved int64
+	byOwner        map[string]int64
 	// counters
 	stored, served, refused uint64
 }
@@ -65,14 +79,22 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating vault store: %w", err)
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger}
+	s := &Store{cfg: cfg, log: cfg.Logger, byOwner: make(map[string]int64), ownerCap: cfg.OwnerCap}
+	if s.ownerCap == 0 {
+		s.ownerCap = cfg.Offer / DefaultOwnerShare
+	}
 	err := filepath.WalkDir(cfg.Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if strings.HasSuffix(p, ".share") {
+		switch {
+		case strings.HasPrefix(d.Name(), uploadPrefix):
+			// An upload cut short by a stop.
+			os.Remove(p)
+		case strings.HasSuffix(p, ".share"):
 			if fi, err := d.Info(); err == nil {
 				s.used += fi.Size()
+				s.byOwner[filepath.Base(filepath.Dir(p))] += fi.Size()
 			}
 		}
 		return nil
@@ -85,9 +107,11 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 
 // StoreStats are what a Store shows.
 type StoreStats struct {
-	Offer  int64 `json:"offer"`
-	Used   int64 `json:"used"`
-	Shares int   `json:"shares"`
+	Offer int64 `json:"offer"`
+	// OwnerCap is the most one owner's shares may use; -1 for none.
+	OwnerCap int64 `json:"owner_cap"`
+	Used     int64 `json:"used"`
+	Shares   int   `json:"shares"`
 	// Owners counts the boxes whose shares are held.
 	Owners  int    `json:"owners"`
 	Stored  uint64 `json:"stored"`
@@ -99,14 +123,55 @@ type StoreStats struct {
 func (s *Store) Free() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return max(s.cfg.Offer-s.used, 0)
+	return max(s.cfg.Offer-s.used-s.reserved, 0)
+}
+
+// OwnerCap returns the most bytes of one owner's shares this box holds;
+// -1 for no cap but the offer.
+func (s *Store) OwnerCap() int64 { return max(s.ownerCap, -1) }
+
+// byOwnerOf returns the bytes of owner's shares held or being received.
+func (s *Store) byOwnerOf(owner string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byOwner[owner]
+}
+
+// reserve sets n bytes aside for an upload of owner's, or says why it
+// cannot.
+func (s *Store) reserve(owner string, n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if free := s.cfg.Offer - s.used - s.reserved; n > free {
+		return fmt.Errorf("share of up to %d bytes, %d free of %d offered: %w", n, max(free, 0), s.cfg.Offer, ErrNoSpace)
+	}
+	if s.ownerCap >= 0 && s.byOwner[owner]+n > s.ownerCap {
+		return fmt.Errorf("share of up to %d bytes, box %s has %d of the %d bytes one box may use here: %w", n, owner,
+			s.byOwner[owner], s.ownerCap, ErrOwnerFull)
+	}
+	s.reserved += n
+	s.byOwner[owner] += n
+	return nil
+}
+
+// releaseLocked undoes reserve.
+func (s *Store) releaseLocked(owner string, n int64) {
+	s.reserved -= n
+	s.addLocked(owner, -n)
+}
+
+// addLocked counts n more bytes of owner's (fewer when negative).
+func (s *Store) addLocked(owner string, n int64) {
+	if s.byOwner[owner] += n; s.byOwner[owner] <= 0 {
+		delete(s.byOwner, owner)
+	}
 }
 
 // Stats returns the store's space and counters.
 func (s *Store) Stats() StoreStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := StoreStats{Offer: s.cfg.Offer, Used: s.used, Stored: s.stored, Served: s.served, Refused: s.refused}
+	st := StoreStats{Offer: s.cfg.Offer, OwnerCap: max(s.ownerCap, -1), Used: s.used, Stored: s.stored, Served: s.served, Refused: s.refused}
 	owners, _ := os.ReadDir(s.cfg.Dir)
 	for _, o := range owners {
 		files, _ := os.ReadDir(filepath.Join(s.cfg.Dir, o.Name()))
@@ -130,8 +195,10 @@ type PeerFunc func(r *http.Request) (nodeID string, ok bool)
 
 // Handler serves the store to the members: under PathPrefix,
 //
-//	PUT    share/<owner>/<file>/<index>  a share (owner only)
-//	GET    share/<owner>/<file>/<index>  a share (any member)
+//	PUT    share/<owner>/<file>/<index>?size=N  a share of N bytes
+//	                                     and a manifest (owner only)
+//	GET    share/<owner>/<file>/<index>?offset=O  a share, its data
+//	                                     from O on (any member)
 //	PUT    manifest/<owner>/<file>       a newer manifest (owner only)
 //	GET    manifest/<owner>/<file>       the newest manifest held
 //	DELETE file/<owner>/<file>           every share of a file (owner only)
@@ -179,7 +246,7 @@ func (s *Store) Handler(peer PeerFunc) http.Handler {
 		case kind == "share" && r.Method == http.MethodPut:
 			err = s.putShare(w, r, owner, file, idx)
 		case kind == "share" && r.Method == http.MethodGet:
-			err = s.serveFile(w, s.sharePath(owner, file, idx))
+			err = s.serveShare(w, r, s.sharePath(owner, file, idx))
 		case kind == "manifest" && r.Method == http.MethodPut:
 			err = s.putManifest(r, owner, file)
 		case kind == "manifest" && r.Method == http.MethodGet && owner == s.cfg.Self && s.cfg.Own != nil:
@@ -205,7 +272,7 @@ func (s *Store) Handler(peer PeerFunc) http.Handler {
 			}
 		case errors.Is(err, fs.ErrNotExist):
 			http.Error(w, "not held here", http.StatusNotFound)
-		case errors.Is(err, ErrNoSpace):
+		case errors.Is(err, ErrNoSpace), errors.Is(err, ErrOwnerFull):
 			s.count(&s.refused)
 			http.Error(w, err.Error(), http.StatusInsufficientStorage)
 		case errors.Is(err, ErrMalformed), errors.Is(err, ErrCorruptShare), errors.Is(err, ErrBadSignature),
@@ -234,35 +301,60 @@ func (s *Store) manifestPath(owner, file string) string {
 	return filepath.Join(s.cfg.Dir, owner, file+".manifest")
 }
 
-// putShare checks and stores a share: the manifest must be the owner's,
-// name this box as the holder of the index, and match the share.
+// putShare receives a share into a temporary file, checks it (the
+// manifest must be the owner's and name this box as the holder of the
+// index; every shard must match its hash) and keeps it. The space the
+// owner announces (?size=) is set aside first, so that a share over the
+// offer or the owner's cap is refused before it is sent.
 func (s *Store) putShare(w http.ResponseWriter, r *http.Request, owner, file string, idx int) error {
-	if r.ContentLength > MaxShareSize {
-		return fmt.Errorf("share of %d bytes: %w", r.ContentLength, ErrMalformed)
+	hint, err := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+	if err != nil || hint < uploadHeader+uploadFooter || hint > MaxFileSize {
+		return fmt.Errorf("share without its size (?size=): %w", ErrMalformed)
 	}
-	if free := s.Free(); r.ContentLength > free {
-		return fmt.Errorf("share of %d bytes, %d free: %w", r.ContentLength, free, ErrNoSpace)
+	limit := hint + MaxManifestSize
+	if err := s.reserve(owner, limit); err != nil {
+		return err
 	}
-	limit := min(MaxShareSize, s.Free()+MaxManifestSize+shareHeader)
-	buf := new(bytes.Buffer)
-	if r.ContentLength > 0 && r.ContentLength <= limit {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	// A large share streams for long: the deadline grows with it.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(streamTimeout(hint)))
+	defer func() {
+		s.mu.Lock()
+		s.releaseLocked(owner, limit)
+		s.mu.Unlock()
+	}()
+	dir := filepath.Join(s.cfg.Dir, owner)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("storing share: %w", err)
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	body := buf.Bytes()
+	tmp, err := os.CreateTemp(dir, uploadPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("storing share: %w", err)
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	n, err := io.Copy(tmp, http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			return fmt.Errorf("share over the space offered: %w", ErrNoSpace)
+			return fmt.Errorf("share longer than the %d bytes announced: %w", hint, ErrMalformed)
 		}
-		return fmt.Errorf("reading share: %w", err)
+		return fmt.Errorf("receiving share: %w", err)
 	}
-	sh, m, err := ParseVerifiedShare(body, s.cfg.Keys)
+	h, err := parseHeld(tmp, n, s.cfg.Keys)
 	if err != nil {
 		return err
 	}
-	if m.Owner != owner || m.File != file || sh.Index != idx || m.Holders[idx] != s.cfg.Self {
+	m := h.Manifest
+	if m.Owner != owner || m.File != file || h.Index != idx || m.Holders[idx] != s.cfg.Self {
 		return fmt.Errorf("share %d of %s/%s: %w: the manifest names file %s/%s and holder %q", idx, owner, file,
 			ErrMalformed, m.Owner, m.File, m.Holders[idx])
+	}
+	if err := h.verifyData(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("storing share: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -271,21 +363,19 @@ func (s *Store) putShare(w http.ResponseWriter, r *http.Request, owner, file str
 	if fi, err := os.Stat(path); err == nil {
 		old = fi.Size()
 	}
-	if s.used-old+int64(len(body)) > s.cfg.Offer {
-		return fmt.Errorf("share of %d bytes, %d free: %w", len(body), s.cfg.Offer-s.used, ErrNoSpace)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("storing share: %w", err)
 	}
-	if err := atomicfile.Write(path, body, 0o600); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("storing share: %w", err)
 	}
-	s.used += int64(len(body)) - old
+	s.used += n - old
+	s.addLocked(owner, n-old)
 	s.stored++
-	if err := s.keepNewestLocked(owner, file, m, sh.Manifest); err != nil {
+	if err := s.keepNewestLocked(owner, file, m, h.Raw); err != nil {
 		return err
 	}
-	s.log.Debug("vault share stored", "owner", owner, "file", file, "index", idx, "bytes", len(body))
+	s.log.Debug("vault share stored", "owner", owner, "file", file, "index", idx, "bytes", n)
 	return nil
 }
 
@@ -330,6 +420,7 @@ func (s *Store) putManifest(r *http.Request, owner, file string) error {
 		if i >= m.N || m.Holders[i] != s.cfg.Self {
 			if os.Remove(path) == nil {
 				s.used -= fi.Size()
+				s.addLocked(owner, -fi.Size())
 			}
 			continue
 		}
@@ -349,6 +440,7 @@ func (s *Store) deleteFile(owner, file string) error {
 		path := s.sharePath(owner, file, i)
 		if fi, err := os.Stat(path); err == nil && os.Remove(path) == nil {
 			s.used -= fi.Size()
+			s.addLocked(owner, -fi.Size())
 		}
 	}
 	if err := os.Remove(s.manifestPath(owner, file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -357,19 +449,59 @@ func (s *Store) deleteFile(owner, file string) error {
 	return nil
 }
 
-func (s *Store) serveFile(w http.ResponseWriter, path string) error {
+// openSized opens path and returns its size.
+func openSized(path string) (*os.File, int64, error) {
 	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+func (s *Store) serveFile(w http.ResponseWriter, path string) error {
+	f, size, err := openSized(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	io.Copy(w, f)
+	s.count(&s.served)
+	return nil
+}
+
+// serveShare serves a stored share as readers take it: its hash list
+// first, then its data from ?offset= on.
+func (s *Store) serveShare(w http.ResponseWriter, r *http.Request, path string) error {
+	f, size, err := openSized(path)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
+	h, err := parseHeld(f, size, nil)
+	if err != nil {
+		return fmt.Errorf("stored share %s: %w", path, err)
+	}
+	data := h.Manifest.shareDataLen()
+	off := int64(0)
+	if q := r.URL.Query().Get("offset"); q != "" {
+		if off, err = strconv.ParseInt(q, 10, 64); err != nil || off < 0 || off > data {
+			http.Error(w, fmt.Sprintf("offset %q out of the share's %d bytes of data", q, data), http.StatusRequestedRangeNotSatisfiable)
+			return nil
+		}
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout(data - off)))
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
-	io.Copy(w, f)
+	w.Header().Set("Content-Length", strconv.FormatInt(uploadHeader+int64(len(h.Hashes))+data-off, 10))
+	w.Write(uploadHead(h.Index))
+	w.Write(h.Hashes)
+	io.Copy(w, io.NewSectionReader(f, dataStart+off, data-off))
 	s.count(&s.served)
 	return nil
 }

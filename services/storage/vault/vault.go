@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,9 @@ const (
 const (
 	shareTimeout    = 2 * time.Minute
 	manifestTimeout = 10 * time.Second
+	// manifestGrace is how long a reader waits for more boxes' manifests
+	// once one answered.
+	manifestGrace = time.Second
 	// placeRounds bounds the attempts to place a file's shares.
 	placeRounds = 3
 )
@@ -53,6 +57,9 @@ type Box struct {
 	URL string
 	// Free is the space it offers still, in bytes.
 	Free int64
+	// OwnerCap is the most bytes of one owner's shares it holds; zero
+	// for no cap but Free.
+	OwnerCap int64
 }
 
 // Client makes HTTP requests; *http.Client implements it.
@@ -87,6 +94,10 @@ type Config struct {
 	// K and N: any K of N shares rebuild a file. Zero means DefaultK and
 	// DefaultN.
 	K, N int
+	// Stripe is how many bytes of a file are encrypted and coded at once:
+	// the owner and readers hold a few stripes per file in memory. Zero
+	// means DefaultStripe; else MinStripe to MaxStripe.
+	Stripe int
 	// RepairEvery is how often Run checks the files; zero means
 	// DefaultRepairEvery. RepairAfter is how long a holder must be gone
 	// from Boxes before its shares are placed elsewhere; zero means
@@ -145,6 +156,10 @@ func New(cfg Config) (*Vault, error) {
 	if cfg.K < 1 || cfg.N <= cfg.K || cfg.N > MaxShares {
 		return nil, fmt.Errorf("vault: k=%d n=%d, want 1 <= k < n <= %d", cfg.K, cfg.N, MaxShares)
 	}
+	cfg.Stripe = cmp.Or(cfg.Stripe, DefaultStripe)
+	if cfg.Stripe < MinStripe || cfg.Stripe > MaxStripe {
+		return nil, fmt.Errorf("vault: stripe of %d bytes, want %d to %d", cfg.Stripe, MinStripe, MaxStripe)
+	}
 	cfg.RepairEvery = cmp.Or(cfg.RepairEvery, DefaultRepairEvery)
 	cfg.RepairAfter = cmp.Or(cfg.RepairAfter, DefaultRepairAfter)
 	if cfg.Logger == nil {
@@ -174,12 +189,22 @@ func New(cfg Config) (*Vault, error) {
 		if err := json.Unmarshal(b, &doc); err != nil || doc.Version != 1 {
 			return nil, fmt.Errorf("vault index %s: not a version 1 index (%v); move it away to start empty", filepath.Join(cfg.Dir, indexFile), err)
 		}
+		var dropped int
 		for _, e := range doc.Files {
 			if e.m, err = ParseManifest(e.Manifest, v.selfKey); err != nil {
-				return nil, fmt.Errorf("vault index: file %s: %w", e.ID, err)
+				// A file of an older format (or a damaged entry) cannot
+				// be read: keep the old index aside, go on without it.
+				v.log.Warn("vault file left out of the index", "file", e.ID, "error", err)
+				dropped++
+				continue
+			}
+			v.files = append(v.files, e)
+		}
+		if dropped > 0 {
+			if err := atomicfile.Write(filepath.Join(cfg.Dir, indexFile+".old"), b, 0o600); err != nil {
+				return nil, fmt.Errorf("keeping the old vault index: %w", err)
 			}
 		}
-		v.files = doc.Files
 	}
 	return v, nil
 }
@@ -333,42 +358,70 @@ func (v *Vault) boxMap() map[string]Box {
 	return m
 }
 
-// Put encrypts data, splits it and places its shares on N boxes. account
-// and name are kept in the owner's index only.
-func (v *Vault) Put(ctx context.Context, name, account string, data []byte) (FileInfo, Cap, error) {
-	if len(data) > MaxFileSize {
-		return FileInfo{}, Cap{}, fmt.Errorf("file of %d bytes: %w (at most %d)", len(data), ErrTooLarge, MaxFileSize)
+// Put encrypts the size bytes of r, splits them and streams the shares
+// to N boxes, a stripe at a time: memory stays bounded whatever the size.
+// account and name are kept in the owner's index only. A share that does
+// not reach its box is left to the repair (Run) when at least K+1 did;
+// else Put deletes what it placed and fails.
+func (v *Vault) Put(ctx context.Context, name, account string, r io.Reader, size int64) (FileInfo, Cap, error) {
+	m := &Manifest{Version: manifestVersion, Owner: v.cfg.Self, Size: size, Stripe: v.cfg.Stripe, K: v.cfg.K, N: v.cfg.N,
+		Hashes: make([]string, v.cfg.N), Holders: make([]string, v.cfg.N), Created: v.cfg.Now().UTC()}
+	if size < 0 || size > MaxFileSize || m.stripes() > MaxStripes {
+		return FileInfo{}, Cap{}, fmt.Errorf("file of %d bytes: %w (at most %d)", size, ErrTooLarge, min(MaxFileSize, int64(MaxStripes)*int64(m.Stripe)))
 	}
 	var idb [16]byte
 	rand.Read(idb[:])
 	c := Cap{Owner: v.cfg.Self, File: hex.EncodeToString(idb[:])}
 	rand.Read(c.Key[:])
-	ct, err := seal(c.Key[:], c.Owner, c.File, data)
+	m.File = c.File
+	cands := v.pick(m, nil)
+	if len(cands) < v.cfg.N {
+		return FileInfo{}, Cap{}, fmt.Errorf("storing %q: %w: %d with room for a share of %d bytes, %d needed", name, ErrTooFewBoxes,
+			len(cands), m.shareSize(MaxManifestSize), v.cfg.N)
+	}
+	for i := range m.Holders {
+		m.Holders[i] = cands[i].ID
+	}
+	cod, err := newCoder(m, c.Key[:])
 	if err != nil {
 		return FileInfo{}, Cap{}, err
 	}
-	shards, hashes, err := split(ct, v.cfg.K, v.cfg.N)
+	ups := make([]*upload, v.cfg.N)
+	for i := range ups {
+		ups[i] = v.startUpload(ctx, m, i, cands[i])
+	}
+	err = encodeAll(ctx, r, m, cod, ups)
+	var raw []byte
+	if err == nil {
+		for i, u := range ups {
+			sum := sha256.Sum256(u.hashes)
+			m.Hashes[i] = hex.EncodeToString(sum[:])
+		}
+		m.Seq = 1
+		raw, err = m.Sign(v.signer)
+	}
+	failed := v.endUploads(m, ups, raw, err, nil)
+	for _, idx := range failed {
+		m.Holders[idx] = ""
+	}
+	placed := len(ups) - len(failed)
+	if err == nil && placed <= m.K {
+		err = fmt.Errorf("%w: placed %d of %d shares, more than %d needed", ErrTooFewBoxes, placed, m.N, m.K)
+	}
 	if err != nil {
-		return FileInfo{}, Cap{}, err
-	}
-	m := &Manifest{Version: manifestVersion, Owner: c.Owner, File: c.File, Size: int64(len(ct)), K: v.cfg.K, N: v.cfg.N,
-		ShardSize: len(shards[0]), Hashes: hashes, Holders: make([]string, v.cfg.N), Created: v.cfg.Now().UTC()}
-	if n := v.candidates(m, nil); n < v.cfg.N {
-		return FileInfo{}, Cap{}, fmt.Errorf("storing %q: %w: %d with room for a share of %d bytes, %d needed", name, ErrTooFewBoxes, n, m.ShardSize, v.cfg.N)
-	}
-	all := make([]int, v.cfg.N)
-	for i := range all {
-		all[i] = i
-	}
-	raw, err := v.place(ctx, m, shards, all)
-	if err != nil {
+		v.deleteShares(context.WithoutCancel(ctx), m)
 		return FileInfo{}, Cap{}, fmt.Errorf("storing %q: %w", name, err)
 	}
-	if placed := countHeld(m); placed < v.cfg.N {
-		v.deleteShares(context.WithoutCancel(ctx), m)
-		return FileInfo{}, Cap{}, fmt.Errorf("storing %q: %w: placed %d of %d shares", name, ErrTooFewBoxes, placed, v.cfg.N)
+	if placed < m.N {
+		// The holders have the manifest naming them all: tell them which
+		// shares are missing; the repair places them.
+		m.Seq++
+		if raw, err = m.Sign(v.signer); err != nil {
+			return FileInfo{}, Cap{}, err
+		}
+		v.sendManifest(ctx, m, raw)
 	}
-	e := &entry{ID: c.File, Name: name, Account: account, Size: int64(len(data)), Key: c.Key[:], Created: m.Created, Manifest: raw, m: m}
+	e := &entry{ID: c.File, Name: name, Account: account, Size: size, Key: c.Key[:], Created: m.Created, Manifest: raw, m: m}
 	boxes := v.boxMap()
 	v.mu.Lock()
 	v.files = append(v.files, e)
@@ -378,98 +431,96 @@ func (v *Vault) Put(ctx context.Context, name, account string, data []byte) (Fil
 	if err != nil {
 		return FileInfo{}, Cap{}, err
 	}
-	v.log.Info("vault file stored", "file", c.File, "bytes", len(data), "k", m.K, "n", m.N, "holders", m.Holders)
+	v.log.Info("vault file stored", "file", c.File, "bytes", size, "k", m.K, "n", m.N, "holders", m.Holders)
 	return info, c, nil
 }
 
-func countHeld(m *Manifest) int {
-	n := 0
-	for _, h := range m.Holders {
-		if h != "" {
-			n++
+// heldOn returns how many bytes of this box's shares each box holds.
+func (v *Vault) heldOn() map[string]int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make(map[string]int64)
+	for _, e := range v.files {
+		for _, h := range e.m.Holders {
+			if h != "" {
+				out[h] += e.m.shareSize(len(e.Manifest))
+			}
 		}
 	}
-	return n
+	return out
 }
 
-// candidates counts the boxes that could take a share of m, leaving out
-// its holders and the boxes in exclude.
-func (v *Vault) candidates(m *Manifest, exclude map[string]bool) int {
-	return len(v.pick(m, exclude))
+// endUploads ends every upload of m's shares with the signed manifest
+// raw, or aborts them all when err is set, or one that check (if not nil)
+// refuses; then it waits for the holders and returns the indexes of the
+// shares not placed.
+func (v *Vault) endUploads(m *Manifest, ups []*upload, raw []byte, err error, check func(*upload) error) []int {
+	for _, u := range ups {
+		switch {
+		case err != nil:
+			u.abort(err)
+		case check != nil && check(u) != nil:
+			u.abort(check(u))
+		default:
+			u.finish(raw)
+		}
+	}
+	var failed []int
+	for _, u := range ups {
+		if uerr := u.wait(); uerr != nil {
+			if err == nil {
+				v.log.Warn("vault share not placed", "file", m.File, "index", u.idx, "box", u.box.Name, "error", uerr)
+			}
+			failed = append(failed, u.idx)
+		}
+	}
+	return failed
 }
 
-// pick returns the boxes that could take a share of m, most free space
-// first.
+// encodeAll reads the file from r a stripe at a time, encodes it and
+// sends each share's shard to its upload.
+func encodeAll(ctx context.Context, r io.Reader, m *Manifest, cod *coder, ups []*upload) error {
+	buf := make([]byte, m.Stripe)
+	for j := range m.stripes() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := m.stripePlain(j)
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return fmt.Errorf("reading the file at %d of %d bytes: %w", int64(j)*int64(m.Stripe), m.Size, err)
+		}
+		shards, err := cod.encode(j, buf[:n])
+		if err != nil {
+			return err
+		}
+		for _, u := range ups {
+			u.send(shards[u.idx])
+		}
+	}
+	var one [1]byte
+	if _, err := io.ReadFull(r, one[:]); err == nil {
+		return fmt.Errorf("the file is longer than its %d bytes", m.Size)
+	}
+	return nil
+}
+
+// pick returns the boxes that could take a share of m, leaving out its
+// holders and the boxes in exclude, most free space first.
 func (v *Vault) pick(m *Manifest, exclude map[string]bool) []Box {
-	need := int64(shareHeader + MaxManifestSize + m.ShardSize)
+	need := m.shareSize(MaxManifestSize)
+	held := v.heldOn()
 	var out []Box
 	for _, b := range v.cfg.Boxes() {
 		if b.ID == v.cfg.Self || b.ID == m.Owner || exclude[b.ID] || slices.Contains(m.Holders, b.ID) || b.Free < need {
+			continue
+		}
+		if b.OwnerCap > 0 && held[b.ID]+need > b.OwnerCap {
 			continue
 		}
 		out = append(out, b)
 	}
 	slices.SortFunc(out, func(a, b Box) int { return cmp.Or(cmp.Compare(b.Free, a.Free), cmp.Compare(a.ID, b.ID)) })
 	return out
-}
-
-// place stores the shares in need on boxes that hold none of the file,
-// updating m.Holders (and Seq), and returns m signed. Shares that find no
-// box keep their holder. It then sends the final manifest to every
-// holder.
-func (v *Vault) place(ctx context.Context, m *Manifest, shards [][]byte, need []int) ([]byte, error) {
-	exclude := make(map[string]bool)
-	for round := 0; round < placeRounds && len(need) > 0; round++ {
-		cands := v.pick(m, exclude)
-		if len(cands) == 0 {
-			break
-		}
-		prev := slices.Clone(m.Holders)
-		type job struct {
-			idx int
-			box Box
-		}
-		var jobs []job
-		for i, idx := range need {
-			if i >= len(cands) {
-				break
-			}
-			m.Holders[idx] = cands[i].ID
-			jobs = append(jobs, job{idx, cands[i]})
-		}
-		m.Seq++
-		raw, err := m.Sign(v.signer)
-		if err != nil {
-			return nil, err
-		}
-		errs := make([]error, len(jobs))
-		var wg sync.WaitGroup
-		for i, j := range jobs {
-			wg.Go(func() {
-				sh := Share{Index: j.idx, Manifest: raw, Data: shards[j.idx]}
-				body, n := sh.Reader()
-				errs[i] = v.doReader(ctx, http.MethodPut, j.box.URL+shareURL(m.Owner, m.File, j.idx), body, n, shareTimeout, nil)
-			})
-		}
-		wg.Wait()
-		var left []int
-		for i, j := range jobs {
-			exclude[j.box.ID] = true
-			if errs[i] != nil {
-				v.log.Warn("vault share not placed", "file", m.File, "index", j.idx, "box", j.box.Name, "error", errs[i])
-				m.Holders[j.idx] = prev[j.idx]
-				left = append(left, j.idx)
-			}
-		}
-		need = append(left, need[len(jobs):]...)
-	}
-	m.Seq++
-	raw, err := m.Sign(v.signer)
-	if err != nil {
-		return nil, err
-	}
-	v.sendManifest(ctx, m, raw)
-	return raw, nil
 }
 
 // sendManifest gives raw to every live holder of m (best effort: a holder
@@ -526,7 +577,7 @@ func (v *Vault) doReader(ctx context.Context, method, url string, rd io.Reader, 
 		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(msg))
 	}
 	if out != nil {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, MaxShareSize+1))
+		b, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", method, url, err)
 		}
@@ -565,22 +616,98 @@ func (v *Vault) Delete(ctx context.Context, id string) error {
 	return err
 }
 
-// Get reads the file of c: its manifest from the owner's index, the owner
-// box or the vault boxes, then K verified shares, and decrypts it.
-func (v *Vault) Get(ctx context.Context, c Cap) ([]byte, error) {
+// File is a vault file being read: Copy streams its content.
+type File struct {
+	// Size is the length of the content.
+	Size int64
+
+	m     *Manifest
+	cod   *coder
+	sr    *stripeReader
+	next  int    // the next stripe to read
+	plain []byte // stripe next-1, not written yet
+	buf   []byte
+}
+
+// Open finds the newest manifest of c's file (in the owner's index, on the
+// owner box or on the vault boxes), opens K of its shares and decrypts the
+// first stripe, so that a missing file, too few shares or a wrong key
+// show before any content. The caller closes the File.
+func (v *Vault) Open(ctx context.Context, c Cap) (*File, error) {
 	m, err := v.manifest(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	shards, err := v.fetch(ctx, m, m.K)
+	cod, err := newCoder(m, c.Key[:])
 	if err != nil {
 		return nil, err
 	}
-	ct, err := rebuild(m, shards, false)
+	f := &File{Size: m.Size, m: m, cod: cod, sr: v.newStripeReader(m), buf: make([]byte, 0, m.Stripe+overhead)}
+	if err := f.load(ctx); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// load reads and decrypts the next stripe.
+func (f *File) load(ctx context.Context) error {
+	shards, err := f.sr.stripe(ctx, f.next)
+	if err != nil {
+		return err
+	}
+	if f.plain, err = f.cod.decode(f.next, shards, f.buf[:0]); err != nil {
+		return err
+	}
+	f.next++
+	return nil
+}
+
+// Copy writes the content to w, checking every shard and stripe, and
+// returns the bytes written.
+func (f *File) Copy(ctx context.Context, w io.Writer) (int64, error) {
+	var n int64
+	for {
+		if f.plain != nil {
+			k, err := w.Write(f.plain)
+			n += int64(k)
+			if err != nil {
+				return n, err
+			}
+			f.plain = nil
+		}
+		if f.next >= f.m.stripes() {
+			return n, nil
+		}
+		if err := f.load(ctx); err != nil {
+			return n, err
+		}
+	}
+}
+
+// Close ends the reads from the holders.
+func (f *File) Close() error {
+	f.sr.close()
+	return nil
+}
+
+// Get reads the file of c into memory, refusing one larger than limit
+// bytes; Open streams files of any size.
+func (v *Vault) Get(ctx context.Context, c Cap, limit int64) ([]byte, error) {
+	f, err := v.Open(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return open(c.Key[:], m.Owner, m.File, ct)
+	defer f.Close()
+	if f.Size > limit {
+		return nil, fmt.Errorf("file %s of %d bytes: %w (at most %d here)", c.File, f.Size, ErrTooLarge, limit)
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(f.Size))
+	if _, err := f.Copy(ctx, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // manifest finds the newest manifest of c's file.
@@ -595,6 +722,13 @@ func (v *Vault) manifest(ctx context.Context, c Cap) (*Manifest, error) {
 		}
 		return nil, fmt.Errorf("file %s: %w", c.File, ErrNotFound)
 	}
+	m, _, err := v.remoteManifest(ctx, c)
+	return m, err
+}
+
+// remoteManifest asks the owner box and the vault boxes for the newest
+// manifest of c's file, and returns it with its signed form.
+func (v *Vault) remoteManifest(ctx context.Context, c Cap) (*Manifest, []byte, error) {
 	var urls []string
 	if v.cfg.Locate != nil {
 		if u, ok := v.cfg.Locate(c.Owner); ok {
@@ -606,106 +740,127 @@ func (v *Vault) manifest(ctx context.Context, c Cap) (*Manifest, error) {
 			urls = append(urls, b.URL)
 		}
 	}
-	var (
-		mu   sync.Mutex
-		best *Manifest
-		wg   sync.WaitGroup
-	)
+	// A box that is gone (the owner, often) must not hold the answer up:
+	// once one manifest is in, the others have manifestGrace to come.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		m   *Manifest
+		raw []byte
+	}
+	answers := make(chan answer, len(urls))
 	for _, u := range urls {
-		wg.Go(func() {
+		go func() {
 			var raw []byte
 			if err := v.do(ctx, http.MethodGet, u+PathPrefix+"manifest/"+c.Owner+"/"+c.File, nil, manifestTimeout, &raw); err != nil {
+				answers <- answer{}
 				return
 			}
 			m, err := ParseManifest(raw, v.cfg.Keys)
 			if err != nil || m.Owner != c.Owner || m.File != c.File {
+				answers <- answer{}
 				return
 			}
-			mu.Lock()
-			if best == nil || m.Seq > best.Seq {
-				best = m
+			answers <- answer{m, raw}
+		}()
+	}
+	var (
+		best    *Manifest
+		bestRaw []byte
+		grace   <-chan time.Time
+	)
+	for pending := len(urls); pending > 0; {
+		select {
+		case a := <-answers:
+			pending--
+			if a.m != nil && (best == nil || a.m.Seq > best.Seq) {
+				best, bestRaw = a.m, a.raw
+				if grace == nil {
+					grace = time.After(manifestGrace)
+				}
 			}
-			mu.Unlock()
-		})
+			continue
+		case <-grace:
+		}
+		// Stop the others, and wait for them: no goroutine outlives the
+		// call.
+		cancel()
+		for ; pending > 0; pending-- {
+			<-answers
+		}
 	}
-	wg.Wait()
 	if best == nil {
-		return nil, fmt.Errorf("file %s of %s: %w: no box has its manifest", c.File, c.Owner, ErrNotFound)
+		return nil, nil, fmt.Errorf("file %s of %s: %w: no box has its manifest", c.File, c.Owner, ErrNotFound)
 	}
-	return best, nil
+	return best, bestRaw, nil
 }
 
-// fetch gets at least want verified shares of m from its holders, the
-// live ones first; the others stay nil.
-func (v *Vault) fetch(ctx context.Context, m *Manifest, want int) ([][]byte, error) {
-	boxes := v.boxMap()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	shards := make([][]byte, m.N)
-	var (
-		mu   sync.Mutex
-		got  int
-		wg   sync.WaitGroup
-		errs []error
-	)
-	try := func(live bool) {
-		for i, h := range m.Holders {
-			b, ok := boxes[h]
-			if h == "" || ok != live || shards[i] != nil {
-				continue
-			}
-			if !live {
-				u, found := "", false
-				if v.cfg.Locate != nil {
-					u, found = v.cfg.Locate(h)
-				}
-				if !found {
-					continue
-				}
-				b = Box{ID: h, URL: u}
-			}
-			wg.Go(func() {
-				var raw []byte
-				err := v.do(ctx, http.MethodGet, b.URL+shareURL(m.Owner, m.File, i), nil, shareTimeout, &raw)
-				var sh *Share
-				if err == nil {
-					sh, err = ParseShare(raw)
-				}
-				if err == nil && sh.Index != i {
-					err = fmt.Errorf("share %d: %w: holder sent share %d", i, ErrCorruptShare, sh.Index)
-				}
-				if err == nil {
-					err = sh.Verify(m)
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					if errors.Is(err, ErrCorruptShare) || errors.Is(err, ErrMalformed) {
-						v.corrupt++
-						v.log.Warn("vault share refused", "file", m.File, "index", i, "box", h, "error", err)
-					}
-					errs = append(errs, err)
-					return
-				}
-				if got < want {
-					shards[i] = sh.Data
-					got++
-				}
-				if got >= want {
-					cancel()
-				}
-			})
+// Refresh replaces the manifests of the owner's index by newer ones the
+// boxes hold (same shares, a later placement): after a restore, the index
+// of the backup may predate repairs. It returns how many it replaced.
+func (v *Vault) Refresh(ctx context.Context) int {
+	v.mu.Lock()
+	files := slices.Clone(v.files)
+	v.mu.Unlock()
+	n := 0
+	for _, e := range files {
+		c := Cap{Owner: v.cfg.Self, File: e.ID}
+		m, raw, err := v.remoteManifest(ctx, c)
+		v.mu.Lock()
+		if err == nil && m.Seq > e.m.Seq && sameContent(m, e.m) {
+			e.m, e.Manifest = m, raw
+			n++
 		}
-		wg.Wait()
+		v.mu.Unlock()
 	}
-	try(true)
-	if got < want {
-		try(false)
+	if n > 0 {
+		v.mu.Lock()
+		err := v.saveLocked()
+		v.mu.Unlock()
+		if err != nil {
+			v.log.Warn("vault index not saved", "error", err)
+		}
+		v.log.Info("vault manifests refreshed", "files", n)
 	}
-	if got < want {
-		return nil, fmt.Errorf("file %s: %w: %d of %d needed: %w", m.File, ErrTooFewShares, got, want, errors.Join(errs...))
+	return n
+}
+
+// Adopt adds the file of c, which this box owns, to the owner's index
+// from the newest manifest the boxes hold: after the box's state was
+// restored from a backup in the vault, the backup itself, which its own
+// index could not list. A file already in the index is left as it is.
+func (v *Vault) Adopt(ctx context.Context, c Cap, name, account string) (FileInfo, error) {
+	if c.Owner != v.cfg.Self {
+		return FileInfo{}, fmt.Errorf("adopting file %s: owned by %s, not this box", c.File, c.Owner)
 	}
-	return shards, nil
+	boxes := v.boxMap()
+	v.mu.Lock()
+	for _, e := range v.files {
+		if e.ID == c.File {
+			info := e.info(boxes)
+			v.mu.Unlock()
+			return info, nil
+		}
+	}
+	v.mu.Unlock()
+	m, raw, err := v.remoteManifest(ctx, c)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("adopting file %s: %w", c.File, err)
+	}
+	e := &entry{ID: c.File, Name: name, Account: account, Size: m.Size, Key: slices.Clone(c.Key[:]), Created: m.Created,
+		Manifest: raw, m: m}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if slices.ContainsFunc(v.files, func(o *entry) bool { return o.ID == c.File }) {
+		return FileInfo{}, fmt.Errorf("adopting file %s: adopted twice at once", c.File)
+	}
+	v.files = append(v.files, e)
+	slices.SortStableFunc(v.files, func(a, b *entry) int { return a.Created.Compare(b.Created) })
+	if err := v.saveLocked(); err != nil {
+		return FileInfo{}, err
+	}
+	v.log.Info("vault file adopted", "file", c.File, "seq", m.Seq)
+	return e.info(boxes), nil
 }
 
 // Run checks the files every RepairEvery, and when Boxes changes, until
@@ -828,8 +983,8 @@ func (v *Vault) dropFormer(ctx context.Context, files []*entry, boxes map[string
 	}
 }
 
-// repair rebuilds the shares of e that are on gone boxes and places them
-// on others.
+// repair rebuilds the shares of e that are on gone boxes and streams
+// them to others, a stripe at a time.
 func (v *Vault) repair(ctx context.Context, e *entry, boxes map[string]Box) error {
 	v.mu.Lock()
 	m := *e.m
@@ -841,47 +996,73 @@ func (v *Vault) repair(ctx context.Context, e *entry, boxes map[string]Box) erro
 			need = append(need, i)
 		}
 	}
-	if len(v.pick(&m, nil)) == 0 {
+	cands := v.pick(&m, nil)
+	if len(cands) == 0 {
 		return fmt.Errorf("%w: none free for %d shares", ErrTooFewBoxes, len(need))
 	}
-	shards, err := v.fetch(ctx, &m, m.K)
+	next := m
+	next.Holders = slices.Clone(m.Holders)
+	need = need[:min(len(need), len(cands))]
+	for k, idx := range need {
+		next.Holders[idx] = cands[k].ID
+	}
+	next.Seq = m.Seq + 1
+	raw, err := next.Sign(v.signer)
 	if err != nil {
 		return err
 	}
-	if _, err := rebuild(&m, shards, true); err != nil {
-		return err
-	}
-	for _, i := range need {
-		if err := (&Share{Index: i, Data: shards[i]}).Verify(&m); err != nil {
-			return fmt.Errorf("rebuilt %w", err)
-		}
-	}
-	before := slices.Clone(m.Holders)
-	raw, err := v.place(ctx, &m, shards, need)
+	cod, err := newCoder(&m, nil)
 	if err != nil {
 		return err
 	}
-	moved := 0
-	for i := range before {
-		if before[i] != m.Holders[i] {
-			moved++
+	sr := v.newStripeReader(&m)
+	defer sr.close()
+	ups := make([]*upload, len(need))
+	for k, idx := range need {
+		ups[k] = v.startUpload(ctx, &next, idx, cands[k])
+	}
+	err = nil
+	for j := 0; j < m.stripes() && err == nil; j++ {
+		var shards [][]byte
+		if shards, err = sr.stripe(ctx, j); err != nil {
+			break
+		}
+		if err = cod.reconstruct(shards, true); err != nil {
+			break
+		}
+		for _, u := range ups {
+			// The shards read are reused for the next stripe.
+			u.send(bytes.Clone(shards[u.idx]))
 		}
 	}
+	failed := v.endUploads(&m, ups, raw, err, func(u *upload) error { return checkHashList(&m, u.idx, u.hashes) })
+	for _, idx := range failed {
+		next.Holders[idx] = m.Holders[idx]
+	}
+	moved := len(ups) - len(failed)
+	if err != nil {
+		return err
+	}
+	if moved == 0 {
+		return fmt.Errorf("%w: no box took the %d missing shares", ErrTooFewBoxes, len(need))
+	}
+	next.Seq++
+	if raw, err = next.Sign(v.signer); err != nil {
+		return err
+	}
+	v.sendManifest(ctx, &next, raw)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for i := range before {
-		if before[i] != m.Holders[i] && before[i] != "" && !slices.Contains(e.Former, before[i]) {
-			e.Former = append(e.Former, before[i])
+	for i := range m.Holders {
+		if m.Holders[i] != next.Holders[i] && m.Holders[i] != "" && !slices.Contains(e.Former, m.Holders[i]) {
+			e.Former = append(e.Former, m.Holders[i])
 		}
 	}
-	e.m, e.Manifest = &m, raw
+	e.m, e.Manifest = &next, raw
 	v.repairs++
 	if err := v.saveLocked(); err != nil {
 		return err
 	}
-	v.log.Info("vault file repaired", "file", e.ID, "moved", moved, "holders", m.Holders)
-	if moved == 0 {
-		return fmt.Errorf("%w: no box took the %d missing shares", ErrTooFewBoxes, len(need))
-	}
+	v.log.Info("vault file repaired", "file", e.ID, "moved", moved, "holders", next.Holders)
 	return nil
 }
