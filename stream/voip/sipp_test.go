@@ -2,8 +2,11 @@ package voip
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,7 +198,9 @@ func TestSippCallTCP(t *testing.T) {
 		proxy, "-t", "t1", "-i", "127.0.0.1", "-au", "201", "-ap", "pw", "-m", "1", "-timeout", "10s").Wait(t, 15*time.Second)
 	uas := sipptest.Start(t, ctx, nil, "uas.xml", map[string]string{"tone": tone},
 		"-t", "t1", "-i", "127.0.0.1", "-p", strconv.Itoa(uport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(umedia), "-m", "1", "-timeout", "30s")
-	time.Sleep(200 * time.Millisecond)
+	// Over TCP nothing retransmits the INVITE if the phone does not listen
+	// yet (a slow start on a busy machine): wait for its socket.
+	waitFor(t, 10*time.Second, "the called phone listening on TCP", func() bool { return tcpListening(t, uport) })
 	uac := sipptest.Start(t, ctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
 		proxy, "-t", "t1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmedia), "-m", "1", "-d", "2000", "-timeout", "30s")
 	waitFor(t, 10*time.Second, "relayed RTP both ways", func() bool {
@@ -207,4 +212,22 @@ func TestSippCallTCP(t *testing.T) {
 	if rs := recs.all(); len(rs) != 1 || rs[0].Result != "answered" {
 		t.Fatalf("records = %+v", rs)
 	}
+}
+
+// tcpListening reports whether a socket listens on TCP port on this
+// machine (/proc/net/tcp, state 0A), without connecting to it.
+func tcpListening(t *testing.T, port int) bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(":%04X ", port)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && strings.HasSuffix(f[1]+" ", want) && f[3] == "0A" {
+			return true
+		}
+	}
+	return false
 }
