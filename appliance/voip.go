@@ -259,6 +259,17 @@ func (v *voipService) byExtension(ext string) (name, secret string, ok bool) {
 
 // locate finds the box of an extension in the catalog: the extension's own
 // entry, else the box whose prefix it has.
+// fromBox reports whether a is the overlay address of another box's SIP
+// server (from the catalog): calls it forwards were authenticated there.
+func (v *voipService) fromBox(a netip.Addr) bool {
+	for _, r := range v.deps.records(voipType) {
+		if r.OwnerID != v.deps.nodeID && (r.OwnerIPv4 == a || r.OwnerIPv6 == a || r.Addr == a) {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *voipService) locate(ext string) (netip.AddrPort, bool) {
 	var byPrefix netip.AddrPort
 	for _, r := range v.deps.records(voipType) {
@@ -376,6 +387,7 @@ func (v *voipService) run(ctx context.Context) error {
 				return secret, ok
 			},
 			Locate:       v.locate,
+			Trusted:      v.fromBox,
 			CallRate:     voipCallRate,
 			Relay:        voip.RelayConfig{PortMin: v.cfg.RTPPortMin, PortMax: v.cfg.RTPPortMax},
 			MediaTimeout: v.cfg.MediaTimeout,

@@ -98,7 +98,7 @@ func TestSoftphoneBrowser(t *testing.T) {
 
 	// 2. bob's phone calls the browser, which answers; the phone hangs up.
 	cport, cmport := freeUDPPort(t), freeUDPPort(t)&^1
-	uac := sipptest.Start(t, sctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": bob.User, "callee": alice.Extension, "domain": "cloudbox"},
+	uac := sipptest.Start(t, sctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": bob.User, "password": bob.Password, "callee": alice.Extension, "domain": "cloudbox"},
 		sipAddr, "-i", "127.0.0.1", "-p", strconv.Itoa(cport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmport), "-m", "1", "-d", "6000", "-timeout", "50s")
 	if err := p.WaitFor(t.Context(), 10*time.Second, `!document.querySelector("#phone-answer").hidden`); err != nil {
 		t.Fatalf("the page did not ring: %v", err)

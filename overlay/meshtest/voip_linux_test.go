@@ -119,7 +119,7 @@ func TestVoIPAcrossBoxes(t *testing.T) {
 		"-i", "192.0.2.2", "-p", "5072", "-mi", "192.0.2.2", "-mp", "6000", "-m", "1", "-timeout", "60s")
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
-	uac := sipptest.Start(t, ctx, a.ns.Command, "uac.xml", map[string]string{"tone": tone, "caller": alice.User, "callee": bob.Extension, "domain": "cloudbox"},
+	uac := sipptest.Start(t, ctx, a.ns.Command, "uac.xml", map[string]string{"tone": tone, "caller": alice.User, "password": alice.Password, "callee": bob.Extension, "domain": "cloudbox"},
 		"192.0.2.1:5060", "-i", "192.0.2.1", "-p", "5070", "-mi", "192.0.2.1", "-mp", "6000", "-m", "1", "-d", "4000", "-timeout", "60s")
 
 	// RTP both ways through both boxes' relays.
@@ -251,7 +251,7 @@ func browserAcrossBoxes(t *testing.T, a, b *box, bob phoneInfo) {
 	uas.Wait(t, 15*time.Second)
 
 	// bob's phone on b calls the browser on a.
-	uac := sipptest.Start(t, ctx, b.ns.Command, "uac.xml", map[string]string{"tone": tone, "caller": bob.User, "callee": alice.Extension, "domain": "cloudbox"},
+	uac := sipptest.Start(t, ctx, b.ns.Command, "uac.xml", map[string]string{"tone": tone, "caller": bob.User, "password": bob.Password, "callee": alice.Extension, "domain": "cloudbox"},
 		"192.0.2.2:5060", "-i", "192.0.2.2", "-p", "5073", "-mi", "192.0.2.2", "-mp", "6002", "-m", "1", "-d", "6000", "-timeout", "60s")
 	if err := p.WaitFor(ctx, 15*time.Second, `!document.querySelector("#phone-answer").hidden`); err != nil {
 		t.Fatalf("the page on a did not ring: %v", err)

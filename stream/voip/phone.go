@@ -491,7 +491,7 @@ func (c *bridgeCall) dialSIP(to string) {
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: c.line.ext, Host: bridgeDomain}, Params: sip.HeaderParams{{K: "tag", V: hex.EncodeToString(tag[:])}}}
 	toH := &sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: to, Host: bridgeDomain}}
 	ct := sip.ContentTypeHeader("application/sdp")
-	sess, err := c.p.dc.Invite(c.ctx, recipient, c.sipOffer(), from, toH, &ct)
+	sess, err := c.p.dc.Invite(c.ctx, recipient, c.sipOffer(), from, toH, &ct, sip.NewHeader(bridgeHeader, c.p.srv.bridgeToken))
 	if err != nil {
 		c.end("failed: " + err.Error())
 		return

@@ -50,6 +50,12 @@ func (s *Server) handleRequest(req *sip.Request, src peer) {
 		s.register(req, src)
 		return
 	}
+	bridge := s.fromBridge(req)
+	// The ACK of a final response this server made itself (407, 404, 503…)
+	// ends here (RFC 3261 §16.7: the proxy's own transaction).
+	if req.Method == sip.ACK && tagOf(req.To().Params) == s.localTag(req) {
+		return
+	}
 	mf := req.MaxForwards()
 	if mf != nil && *mf == 0 {
 		if req.Method == sip.OPTIONS {
@@ -88,6 +94,17 @@ func (s *Server) handleRequest(req *sip.Request, src peer) {
 			s.reply(req, src, 481, "Call/Transaction Does Not Exist")
 		}
 		return
+	}
+	// A new call from a phone: its caller must be the user it proves to
+	// be (digest, 407), so that nobody on the LAN can call as someone
+	// else. Calls from the box's own user agents and from other boxes of
+	// the community (which checked their callers) pass.
+	if req.Method == sip.INVITE && !req.To().Params.Has("tag") && s.cfg.Password != nil &&
+		s.calls.get(req.CallID().Value(), nil) == nil && !bridge && !s.trustedSource(src.ap) {
+		if !s.authenticate(req, src, req.From().Address.User, s.now(), proxyAuth) {
+			return
+		}
+		req.RemoveHeader("Proxy-Authorization") // consumed here (§22.3)
 	}
 	if req.Method == sip.INVITE && !req.To().Params.Has("tag") && s.callRate != nil &&
 		s.calls.get(req.CallID().Value(), nil) == nil && !s.callRate.allow(src.ap.Addr(), s.now()) {

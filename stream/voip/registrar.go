@@ -89,7 +89,7 @@ func (s *Server) register(req *sip.Request, src peer) {
 		return
 	}
 	now := s.now()
-	if s.cfg.Password != nil && !s.authenticate(req, src, user, now) {
+	if s.cfg.Password != nil && !s.authenticate(req, src, user, now, registrarAuth) {
 		return
 	}
 	defExp := defaultTTL
@@ -173,34 +173,47 @@ func (s *Server) register(req *sip.Request, src peer) {
 	s.send(res, src)
 }
 
-// authenticate checks the digest credentials of a REGISTER (RFC 7616,
-// RFC 3261 §22.4) and answers it when they do not pass: 401 with a
-// challenge when there are none or the nonce is stale, 403 when they are
-// wrong, and 403 without looking when src failed too often.
-func (s *Server) authenticate(req *sip.Request, src peer, user string, now time.Time) bool {
+// authScheme is how a request is challenged: by the registrar (401,
+// Authorization) or by the proxy for calls (407, Proxy-Authorization; RFC
+// 3261 §22.3).
+type authScheme struct {
+	code                     int
+	reason                   string
+	credentials, challengeIn string
+}
+
+var (
+	registrarAuth = authScheme{401, "Unauthorized", "Authorization", "WWW-Authenticate"}
+	proxyAuth     = authScheme{407, "Proxy Authentication Required", "Proxy-Authorization", "Proxy-Authenticate"}
+)
+
+// authenticate checks the digest credentials of req for user, answering a
+// challenge, 400 or 403 itself when they are missing or wrong. Failures
+// count towards the source's block.
+func (s *Server) authenticate(req *sip.Request, src peer, user string, now time.Time, as authScheme) bool {
 	ip := src.ap.Addr()
 	if s.fails.blocked(ip, now) {
 		s.stats.blocked.Add(1)
 		s.reply(req, src, 403, "Too Many Failed Attempts")
 		return false
 	}
-	h := req.GetHeader("Authorization")
+	h := req.GetHeader(as.credentials)
 	if h == nil {
-		s.challenge(req, src, ip, now, false)
+		s.challenge(req, src, ip, now, false, as)
 		return false
 	}
 	c, err := parseDigest(h.Value())
 	if err != nil {
-		s.reply(req, src, 400, "Bad Authorization")
+		s.reply(req, src, 400, "Bad "+as.credentials)
 		return false
 	}
 	valid, fresh := s.nonces.check(c.Nonce, now, ip)
 	switch {
 	case valid && !fresh:
-		s.challenge(req, src, ip, now, true)
+		s.challenge(req, src, ip, now, true, as)
 		return false
 	case !valid, c.Realm != s.realm(req):
-		s.challenge(req, src, ip, now, false)
+		s.challenge(req, src, ip, now, false, as)
 		return false
 	}
 	pw, ok := s.cfg.Password(c.Username)
@@ -220,9 +233,9 @@ func (s *Server) realm(*sip.Request) string {
 	return s.cfg.Domain
 }
 
-func (s *Server) challenge(req *sip.Request, src peer, ip netip.Addr, now time.Time, stale bool) {
-	res := s.response(req, 401, "Unauthorized")
-	res.AppendHeader(sip.NewHeader("WWW-Authenticate", s.nonces.challenge(s.realm(req), now, ip, stale)))
+func (s *Server) challenge(req *sip.Request, src peer, ip netip.Addr, now time.Time, stale bool, as authScheme) {
+	res := s.response(req, as.code, as.reason)
+	res.AppendHeader(sip.NewHeader(as.challengeIn, s.nonces.challenge(s.realm(req), now, ip, stale)))
 	s.send(res, src)
 }
 

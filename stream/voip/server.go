@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,6 +60,13 @@ type Config struct {
 	// registered here (from the community catalog); nil means only local
 	// users are reachable.
 	Locate func(user string) (netip.AddrPort, bool)
+	// Trusted reports whether requests from an address come from another
+	// box of the community, whose calls its own server authenticated;
+	// their INVITEs are not challenged. nil means none. (The box's own
+	// browser bridge is trusted by a token in its requests.) New calls from
+	// anyone else must carry digest credentials (407) when Password is
+	// set.
+	Trusted func(netip.Addr) bool
 	// Relay configures the media relay every call's RTP goes through.
 	Relay RelayConfig
 	// AuthFailures is how many failed authentications per minute a source
@@ -107,6 +115,10 @@ type Server struct {
 
 	stats serverStats
 
+	// bridgeToken is the value of bridgeHeader in the requests of the
+	// box's own browser bridge (Phones): its calls are not challenged.
+	bridgeToken string
+
 	// mu guards the following.
 	mu     sync.Mutex
 	conns  map[netip.AddrPort]*tcpConn
@@ -152,6 +164,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("reading random: %w", err)
 	}
 	s.id = hex.EncodeToString(id[:])
+	var token [16]byte
+	if _, err := rand.Read(token[:]); err != nil {
+		return nil, fmt.Errorf("reading random: %w", err)
+	}
+	s.bridgeToken = hex.EncodeToString(token[:])
 	if _, err := rand.Read(s.nonces.key[:]); err != nil {
 		return nil, fmt.Errorf("reading random: %w", err)
 	}
@@ -610,4 +627,24 @@ func (l *localAddrs) isOwn(a netip.Addr) bool {
 		}
 	}
 	return l.own[a]
+}
+
+// trustedSource reports whether calls from ap pass without a challenge:
+// another box of the community (Config.Trusted).
+func (s *Server) trustedSource(ap netip.AddrPort) bool {
+	return s.cfg.Trusted != nil && s.cfg.Trusted(ap.Addr().Unmap())
+}
+
+// bridgeHeader carries Server.bridgeToken in the browser bridge's requests.
+const bridgeHeader = "X-Cloudbox-Bridge"
+
+// fromBridge reports whether req comes from the box's own browser bridge,
+// and removes the header so that it never leaves the box.
+func (s *Server) fromBridge(req *sip.Request) bool {
+	h := req.GetHeader(bridgeHeader)
+	if h == nil {
+		return false
+	}
+	req.RemoveHeader(bridgeHeader)
+	return subtle.ConstantTimeCompare([]byte(h.Value()), []byte(s.bridgeToken)) == 1
 }

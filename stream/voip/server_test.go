@@ -3,6 +3,7 @@ package voip
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -86,13 +87,19 @@ func statusOf(res string) string {
 // authFor answers the challenge in res for user with password.
 func authFor(t *testing.T, res, user, password string) string {
 	t.Helper()
+	return digestFor(t, res, user, password, "REGISTER", "sip:cloudbox.test")
+}
+
+// digestFor answers the challenge in res for a request of method to uri.
+func digestFor(t *testing.T, res, user, password, method, uri string) string {
+	t.Helper()
 	m := nonceRe.FindStringSubmatch(res)
 	if m == nil {
 		t.Fatalf("no nonce in %q", res)
 	}
-	c := digestCreds{Username: user, Realm: "cloudbox.test", Nonce: m[1], URI: "sip:cloudbox.test", QOP: "auth", NC: "00000001", CNonce: "abc"}
-	return fmt.Sprintf(`Digest username="%s", realm="cloudbox.test", nonce="%s", uri="sip:cloudbox.test", response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc"`,
-		user, c.Nonce, digestResponse(c, "REGISTER", password))
+	c := digestCreds{Username: user, Realm: "cloudbox.test", Nonce: m[1], URI: uri, QOP: "auth", NC: "00000001", CNonce: "abc"}
+	return fmt.Sprintf(`Digest username="%s", realm="cloudbox.test", nonce="%s", uri="%s", response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc"`,
+		user, c.Nonce, uri, digestResponse(c, method, password))
 }
 
 func TestRegisterAuth(t *testing.T) {
@@ -220,5 +227,79 @@ func TestCallRateLimit(t *testing.T) {
 	}
 	if got["SIP/2.0 404 Not Found"] != 1 || got["SIP/2.0 503 Too Many Calls"] != 2 {
 		t.Fatalf("answers %v, want a 404 then two 503s", got)
+	}
+}
+
+// invite sends a new INVITE from user to 999 (no such extension) with
+// proxyAuth as the Proxy-Authorization value ("" for none) and returns the
+// response.
+func (c *sipClient) invite(user, proxyAuth string) string {
+	c.t.Helper()
+	h := ""
+	if proxyAuth != "" {
+		h = "Proxy-Authorization: " + proxyAuth + "\n"
+	}
+	return c.inviteWith(user, h)
+}
+
+// inviteWith is invite with the extra header lines h.
+func (c *sipClient) inviteWith(user, h string) string {
+	c.t.Helper()
+	c.seq++
+	c.send(fmt.Sprintf(`INVITE sip:999@cloudbox.test SIP/2.0
+Via: SIP/2.0/UDP %s;branch=z9hG4bKi%d;rport
+Max-Forwards: 70
+From: <sip:%s@cloudbox.test>;tag=f%d
+To: <sip:999@cloudbox.test>
+Call-ID: call-%d@test
+CSeq: 1 INVITE
+%sContent-Length: 0
+
+`, c.host, c.seq, user, c.seq, c.seq, h))
+	return c.recv(2 * time.Second)
+}
+
+// inviteAuthFor answers the 407 in res as user with password.
+func inviteAuthFor(t *testing.T, res, user, password string) string {
+	t.Helper()
+	return digestFor(t, res, user, password, "INVITE", "sip:999@cloudbox.test")
+}
+
+// TestInviteAuth: a phone's new call must prove its caller (407, digest
+// for the From user); another user's credentials are refused; the box's
+// own user agents and other boxes of the community (Config.Trusted) pass
+// unchallenged.
+func TestInviteAuth(t *testing.T) {
+	pw := map[string]string{"100": "pw-100", "201": "pw-201"}
+	s := runServer(t, Config{Addr: "127.0.0.1:0", Domain: "cloudbox.test",
+		Password: func(u string) (string, bool) { p, ok := pw[u]; return p, ok },
+		Trusted:  func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.2") }})
+	c := newSIPClient(t, s)
+
+	res := c.invite("100", "")
+	if got := statusOf(res); got != "SIP/2.0 407 Proxy Authentication Required" || !strings.Contains(res, "Proxy-Authenticate: Digest realm=\"cloudbox.test\"") {
+		t.Fatalf("INVITE without credentials: %q", res)
+	}
+	if got := statusOf(c.invite("100", inviteAuthFor(t, c.invite("100", ""), "201", "pw-201"))); got != "SIP/2.0 403 Forbidden" {
+		t.Fatalf("calling as 100 with 201's credentials: %q, want 403", got)
+	}
+	if got := statusOf(c.invite("100", inviteAuthFor(t, c.invite("100", ""), "100", "wrong"))); got != "SIP/2.0 403 Forbidden" {
+		t.Fatalf("wrong password: %q, want 403", got)
+	}
+	// Proven: the call goes on (and finds no extension 999).
+	if got := statusOf(c.invite("100", inviteAuthFor(t, c.invite("100", ""), "100", "pw-100"))); got != "SIP/2.0 404 Not Found" {
+		t.Fatalf("calling as 100 with its credentials: %q, want the call routed (404 for 999)", got)
+	}
+	// Another box of the community: not challenged.
+	if got := statusOf(newSIPClientFrom(t, s, net.IPv4(127, 0, 0, 2)).invite("100", "")); got != "SIP/2.0 404 Not Found" {
+		t.Fatalf("INVITE from a trusted box: %q, want it routed without a challenge", got)
+	}
+	// The box's own browser bridge (its token): not challenged; a wrong
+	// token is no better than none.
+	if got := statusOf(c.inviteWith("100", bridgeHeader+": "+s.bridgeToken+"\n")); got != "SIP/2.0 404 Not Found" {
+		t.Fatalf("INVITE from the box's own bridge: %q, want it routed without a challenge", got)
+	}
+	if got := statusOf(c.inviteWith("100", bridgeHeader+": 0123\n")); got != "SIP/2.0 407 Proxy Authentication Required" {
+		t.Fatalf("INVITE with a wrong bridge token: %q, want 407", got)
 	}
 }

@@ -119,7 +119,7 @@ func TestSippCall(t *testing.T) {
 	uas := sipptest.Start(t, ctx, nil, "uas.xml", map[string]string{"tone": tone},
 		"-i", "127.0.0.1", "-p", strconv.Itoa(uport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(umedia), "-m", "1", "-timeout", "30s")
 	time.Sleep(200 * time.Millisecond)
-	uac := sipptest.Start(t, ctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
+	uac := sipptest.Start(t, ctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": "100", "password": "secret-100", "callee": "201", "domain": "cloudbox.test"},
 		proxy, "-i", "127.0.0.1", "-p", strconv.Itoa(cport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmedia),
 		"-m", "1", "-d", "3000", "-timeout", "30s")
 
@@ -163,7 +163,7 @@ func TestCalleeGoneMidCall(t *testing.T) {
 	uas := sipptest.Start(t, ctx, nil, "uas.xml", map[string]string{"tone": tone},
 		"-i", "127.0.0.1", "-p", strconv.Itoa(uport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(umedia), "-m", "1", "-timeout", "30s")
 	time.Sleep(200 * time.Millisecond)
-	uac := sipptest.Start(t, ctx, nil, "uac_bye.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
+	uac := sipptest.Start(t, ctx, nil, "uac_bye.xml", map[string]string{"tone": tone, "caller": "100", "password": "pw", "callee": "201", "domain": "cloudbox.test"},
 		proxy, "-i", "127.0.0.1", "-p", strconv.Itoa(cport), "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmedia), "-m", "1", "-timeout", "30s")
 	waitFor(t, 10*time.Second, "media both ways", func() bool {
 		c := s.Calls()
@@ -201,7 +201,7 @@ func TestSippCallTCP(t *testing.T) {
 	// Over TCP nothing retransmits the INVITE if the phone does not listen
 	// yet (a slow start on a busy machine): wait for its socket.
 	waitFor(t, 10*time.Second, "the called phone listening on TCP", func() bool { return tcpListening(t, uport) })
-	uac := sipptest.Start(t, ctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": "100", "callee": "201", "domain": "cloudbox.test"},
+	uac := sipptest.Start(t, ctx, nil, "uac.xml", map[string]string{"tone": tone, "caller": "100", "password": "pw", "callee": "201", "domain": "cloudbox.test"},
 		proxy, "-t", "t1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(cmedia), "-m", "1", "-d", "2000", "-timeout", "30s")
 	waitFor(t, 10*time.Second, "relayed RTP both ways", func() bool {
 		c := s.Calls()
