@@ -3,8 +3,10 @@ package voip
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,25 +16,32 @@ import (
 	"github.com/cloudbox/cloudbox/internal/sipptest"
 )
 
-// freePorts returns n UDP ports free on ip (even ones, so that media port
-// +1 and +2 are likely free as well).
+// freePorts returns n even ports free on ip for both UDP and TCP, below
+// Linux's ephemeral range (32768 and up): a port picked there can be taken
+// by any outgoing connection of a parallel test before sipp binds it.
 func freePorts(t *testing.T, ip string, n int) []int {
 	t.Helper()
 	var ports []int
-	var conns []net.PacketConn
-	for len(ports) < n {
-		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("no %d free ports on %s below 32000", n, ip)
+		}
+		p := 20000 + 2*rand.IntN(6000)
+		if slices.Contains(ports, p) {
+			continue
+		}
+		addr := net.JoinHostPort(ip, strconv.Itoa(p))
+		u, err := net.ListenPacket("udp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		conns = append(conns, c)
-		p := c.LocalAddr().(*net.UDPAddr).Port
-		if p%2 == 0 && p < 65000 {
-			ports = append(ports, p)
+		l, err := net.Listen("tcp", addr)
+		u.Close()
+		if err != nil {
+			continue
 		}
-	}
-	for _, c := range conns {
-		c.Close()
+		l.Close()
+		ports = append(ports, p)
 	}
 	return ports
 }
