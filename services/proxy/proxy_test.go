@@ -235,7 +235,8 @@ func rawRequest(t *testing.T, addr, req string) (int, string) {
 }
 
 // connectTunnel opens a CONNECT tunnel through addr as user and returns the
-// connection and the proxy's status.
+// connection and the proxy's status. The connection reads first what came
+// with the proxy's answer.
 func connectTunnel(t *testing.T, addr, target, userTok string) (net.Conn, int) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
@@ -256,8 +257,20 @@ func connectTunnel(t *testing.T, addr, target, userTok string) (net.Conn, int) {
 		return nil, resp.StatusCode
 	}
 	c.SetDeadline(time.Time{})
-	return c, 200
+	return tunnelConn{c.(*net.TCPConn), br}, 200
 }
+
+// tunnelConn is a tunnel whose first bytes may have been read along with
+// the CONNECT response.
+type tunnelConn struct {
+	*net.TCPConn
+	br *bufio.Reader
+}
+
+func (c tunnelConn) Read(b []byte) (int, error) { return c.br.Read(b) }
+
+// WriteTo hides the TCPConn's, which would skip what br holds.
+func (c tunnelConn) WriteTo(w io.Writer) (int64, error) { return c.br.WriteTo(w) }
 
 func TestConnectionLimit(t *testing.T) {
 	home := newBox(t, "home")
