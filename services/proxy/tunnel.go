@@ -29,6 +29,11 @@ func (p *Proxy) tunnel(cc *clientConn, dst net.Conn, u *user) (upN, downN int64)
 	if cc.tcp != nil {
 		src = cc.tcp
 	}
+	for _, c := range []net.Conn{src, dst} {
+		if c, ok := c.(*net.TCPConn); ok {
+			limitUnsent(c)
+		}
+	}
 	t := &pipe{p: p, u: u, done: cc.done}
 	t.last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup

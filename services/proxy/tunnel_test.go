@@ -49,10 +49,10 @@ func writeInPieces(w io.Writer, b []byte, rng *rand.Rand) error {
 	return nil
 }
 
-// TestTunnelRelaysExactly checks what the tunnel's copy loop must keep
-// while it coalesces reads: every byte in order both ways, a half-close
-// passed on (the upload's end reaches the server, which still answers),
-// and small interactive messages not held back.
+// TestTunnelRelaysExactly checks what the tunnel's copy loop (raw reads and
+// writes, a bounded unsent queue) must keep: every byte in order both
+// ways, a half-close passed on (the upload's end reaches the server, which
+// still answers), and small interactive messages not held back.
 func TestTunnelRelaysExactly(t *testing.T) {
 	home := newBox(t, "home")
 	_, httpAddr, _ := startProxy(t, authConfig(home))
@@ -121,9 +121,7 @@ func TestTunnelRelaysExactly(t *testing.T) {
 			t.Fatalf("CONNECT: %d", code)
 		}
 		defer c.Close()
-		// Messages up to 24 KiB: also ones large enough to look like a
-		// bulk transfer to the copy loop, after which it waits for more
-		// that does not come.
+		// Messages up to 24 KiB, each answered before the next is sent.
 		rng := rand.New(rand.NewPCG(7, 8))
 		var rtts []time.Duration
 		buf := make([]byte, 24<<10)
