@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudbox/cloudbox/image/openwrt"
 	"github.com/cloudbox/cloudbox/services/update"
 )
 
@@ -174,5 +175,13 @@ func TestUpdateAPI(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(script), "/api/v1/update/releases") || !strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
 		t.Errorf("GET %s: %d %q", js[1], resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
+// TestRouterPackageTrustPath: `cloudbox package --release-trust` installs
+// the trust file where cloudboxd looks for the image's.
+func TestRouterPackageTrustPath(t *testing.T) {
+	if openwrt.TrustPath != ImageTrustFile {
+		t.Errorf("router packages install the trust file as %s, cloudboxd reads %s", openwrt.TrustPath, ImageTrustFile)
 	}
 }

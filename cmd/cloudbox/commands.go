@@ -76,6 +76,7 @@ func runPackage(ctx context.Context, args []string) error {
 	out := fs.String("out", "", "directory to write the .ipk to")
 	arch := fs.String("arch", "", "opkg architecture of the router (`opkg print-architecture`; default: the board's)")
 	version := fs.String("version", "dev", "cloudbox version to stamp into the package")
+	trust := fs.String("release-trust", "", "release trust `FILE` (cloudbox release trust) the router starts with, installed as "+openwrt.TrustPath)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func runPackage(ctx context.Context, args []string) error {
 		return err
 	}
 	res, err := openwrt.Build(ctx, openwrt.Config{
-		Board: b, OutDir: *out, Arch: *arch, Version: *version,
+		Board: b, OutDir: *out, Arch: *arch, Version: *version, ReleaseTrust: *trust,
 		SourceDateEpoch: epoch, Logger: slog.Default(),
 	})
 	if err != nil {

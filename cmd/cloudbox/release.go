@@ -67,7 +67,7 @@ func runRelease(ctx context.Context, args []string) error {
 		if b.IsRouter() {
 			// A router's release is its package's cloudboxd.
 			if *trust != "" {
-				return errors.New("--release-trust: a router's release carries no trust file; write the keys into <state>/update/trust.json of each router")
+				return errors.New("--release-trust: a router's release carries no trust file; build the package with `cloudbox package --release-trust FILE`, or write the keys into <state>/update/trust.json of each router")
 			}
 			m, err = openwrt.BuildRelease(ctx, openwrt.Config{Board: b, Version: *version, SourceDateEpoch: epoch, Logger: slog.Default()},
 				update.Manifest{Channel: *channel, MinVersion: *minVersion, Downgrade: *downgrade, SpreadSeconds: int64(*spread / time.Second)}, *out)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/boards"
 	"github.com/cloudbox/cloudbox/image/internal/gobuild"
+	"github.com/cloudbox/cloudbox/services/update"
 )
 
 // Package is the name of the package on the router.
@@ -28,6 +29,9 @@ const (
 	ConfigPath      = "/etc/config/cloudbox"
 	UCIDefaultsPath = "/etc/uci-defaults/90-cloudbox"
 	KeepPath        = "/lib/upgrade/keep.d/cloudbox"
+	// TrustPath is where Config.ReleaseTrust goes: the file cloudboxd
+	// reads when its state has no update/trust.json (appliance.ImageTrustFile).
+	TrustPath = "/etc/cloudbox/update-trust.json"
 	// StateDir is the default state directory (UCI option state_dir).
 	StateDir = "/etc/cloudbox"
 )
@@ -73,6 +77,11 @@ type Config struct {
 	SourceDir string
 	// GoCmd is the go command; zero means "go" from PATH.
 	GoCmd string
+	// ReleaseTrust is a release trust file (`cloudbox release trust`)
+	// installed as TrustPath, a conffile: the release keys the router's
+	// update agent trusts until its state holds update/trust.json. Zero
+	// means none (no release is accepted until keys are written there).
+	ReleaseTrust string
 	// Logger receives progress events; nil discards them.
 	Logger *slog.Logger
 }
@@ -170,6 +179,18 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		{path: UCIDefaultsPath, mode: 0o755, data: uciDefaults},
 		{path: KeepPath, mode: 0o644, data: sysupgradeKeep},
 	}
+	conffiles := ConfigPath + "\n"
+	if cfg.ReleaseTrust != "" {
+		trust, err := os.ReadFile(cfg.ReleaseTrust)
+		if err != nil {
+			return Result{}, fmt.Errorf("reading the release trust file: %w", err)
+		}
+		if _, err := update.ParseTrust(trust); err != nil {
+			return Result{}, fmt.Errorf("release trust file %s: %w", cfg.ReleaseTrust, err)
+		}
+		files = append(files, file{path: TrustPath, mode: 0o644, data: trust})
+		conffiles += TrustPath + "\n"
+	}
 	mtime := time.Unix(cfg.SourceDateEpoch, 0)
 	data, dataTarSize, err := tarGz(files, mtime)
 	if err != nil {
@@ -178,7 +199,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	version := PackageVersion(cfg.Version)
 	control, _, err := tarGz([]file{
 		{path: "/control", mode: 0o644, data: controlFile(cfg, version, dataTarSize)},
-		{path: "/conffiles", mode: 0o644, data: []byte(ConfigPath + "\n")},
+		{path: "/conffiles", mode: 0o644, data: []byte(conffiles)},
 		{path: "/postinst", mode: 0o755, data: postinst},
 		{path: "/prerm", mode: 0o755, data: prerm},
 	}, mtime)

@@ -3,6 +3,8 @@ package openwrt
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"debug/elf"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/cloudbox/cloudbox/boards"
 	"github.com/cloudbox/cloudbox/internal/testenv"
+	"github.com/cloudbox/cloudbox/services/update"
 )
 
 // sizeBudget is the issue's budget for the router profile of cloudboxd on
@@ -261,5 +264,49 @@ func TestPackageVersion(t *testing.T) {
 		if got := PackageVersion(in); got != want {
 			t.Errorf("PackageVersion(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestPackageReleaseTrust: --release-trust puts the trust file where the
+// router's cloudboxd looks, as a conffile; a file that is not a trust file
+// is refused before anything is written.
+func TestPackageReleaseTrust(t *testing.T) {
+	b := routerBoards(t)[0]
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := update.Trust{Keys: []ed25519.PublicKey{pub}, Threshold: 1}.Encode()
+	trustFile := filepath.Join(t.TempDir(), "trust.json")
+	if err := os.WriteFile(trustFile, trust, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	res, err := Build(context.Background(), Config{Board: b, OutDir: out, Version: "v0.1.0", SourceDateEpoch: epoch,
+		Binary: daemon(t, b), ReleaseTrust: trustFile})
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	run(t, out, "tar", "-xzf", res.Path)
+	os.Mkdir(filepath.Join(out, "CONTROL"), 0o755)
+	run(t, out, "tar", "-xzf", "control.tar.gz", "-C", "CONTROL")
+	if got := run(t, out, "tar", "-xzOf", "data.tar.gz", "."+TrustPath); got != string(trust) {
+		t.Errorf("%s in the package:\n%s\nwant\n%s", TrustPath, got, trust)
+	}
+	if conffiles, _ := os.ReadFile(filepath.Join(out, "CONTROL", "conffiles")); string(conffiles) != ConfigPath+"\n"+TrustPath+"\n" {
+		t.Errorf("conffiles %q, want the UCI config and the trust file", conffiles)
+	}
+	if modes := run(t, out, "tar", "-tvzf", "data.tar.gz", "."+TrustPath); !strings.HasPrefix(modes, "-rw-r--r-- 0/0") {
+		t.Errorf("trust file entry %q, want -rw-r--r-- 0/0", modes)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"version": 1, "threshold": 2, "keys": []}`), 0o600)
+	empty := t.TempDir()
+	if _, err := Build(context.Background(), Config{Board: b, OutDir: empty, Binary: daemon(t, b), ReleaseTrust: bad}); err == nil || !strings.Contains(err.Error(), "threshold") {
+		t.Errorf("Build with a bad trust file: %v, want an error about its threshold", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("a refused build wrote %d files", len(entries))
 	}
 }
