@@ -131,7 +131,7 @@ func (o *origin) lastHeader() (http.Header, int) {
 
 // startProxy runs a Proxy on loopback ports until the test ends, then
 // checks that Run returned and left no goroutine behind.
-func startProxy(t *testing.T, cfg Config) (p *Proxy, httpAddr, socksAddr string) {
+func startProxy(t testing.TB, cfg Config) (p *Proxy, httpAddr, socksAddr string) {
 	t.Helper()
 	cfg.HTTPAddrs = []string{"127.0.0.1:0"}
 	cfg.SOCKSAddrs = []string{"127.0.0.1:0"}
@@ -172,7 +172,7 @@ func startProxy(t *testing.T, cfg Config) (p *Proxy, httpAddr, socksAddr string)
 
 // checkNoLeaks fails when goroutines of this package (other than the
 // caller's) or of an HTTP client connection are still running.
-func checkNoLeaks(t *testing.T) {
+func checkNoLeaks(t testing.TB) {
 	t.Helper()
 	var leaked []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
