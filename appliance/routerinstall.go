@@ -57,6 +57,10 @@ type binaryInstaller struct {
 	// exec stops the daemon and replaces the process with the binary at
 	// path; it returns at once (the daemon shuts down after).
 	exec func(path string)
+	// watchdog, when set, starts a process that ends this one when its
+	// trial of version has neither committed nor rolled back after the
+	// trial time (startTrialWatchdog); nil in tests that fake exec.
+	watchdog func(version string) error
 
 	// mu serializes installs and trials, the writers of the state file.
 	mu sync.Mutex
@@ -109,6 +113,13 @@ func (in *binaryInstaller) Apply(ctx context.Context, m *update.Manifest, s *upd
 	}
 	if err := in.step("exec"); err != nil {
 		return err
+	}
+	if in.watchdog != nil {
+		if err := in.watchdog(m.Version); err != nil {
+			// Without it a trial that hangs is rolled back only when the
+			// service restarts: not worth refusing the release for.
+			in.log.Warn("no trial watchdog", "error", err)
+		}
 	}
 	in.log.Info("restarting into the new release on trial", "version", m.Version, "binary", in.bin+newSuffix)
 	in.exec(in.bin + newSuffix)
@@ -171,7 +182,7 @@ func (in *binaryInstaller) Resume(ctx context.Context) error {
 		defer in.mu.Unlock()
 		st.Phase = phaseRolledBack
 		if st.Reason == "" {
-			st.Reason = fmt.Sprintf("cloudboxd came back on its previous version %s: version %s exited or crashed before it committed (or the power was cut)", st.From, st.Version)
+			st.Reason = fmt.Sprintf("cloudboxd came back on its previous version %s: version %s exited, crashed or hung (then the trial watchdog stopped it) before it committed, or the power was cut", st.From, st.Version)
 		}
 		return errors.Join(in.removeNew(), in.save(st))
 	case in.self == in.bin:

@@ -20,8 +20,15 @@ func openInstaller(cfg UpdateConfig, dir, board, version string, healthy func(co
 		return nil, fmt.Sprintf("updates cannot be installed: %v", err)
 	}
 	self, _ := os.Executable()
+	stateFile := filepath.Join(dir, installFile)
+	trial := trialTime(cfg)
 	return &binaryInstaller{
-		installState: installState{stateFile: filepath.Join(dir, installFile), now: time.Now, log: log},
-		bin:          bin, self: self, running: version, trial: trialTime(cfg), healthy: healthy, exec: exec,
+		installState: installState{stateFile: stateFile, now: time.Now, log: log},
+		bin:          bin, self: self, running: version, trial: trial, healthy: healthy, exec: exec,
+		watchdog: func(v string) error {
+			// After the trial time plus a margin: a trial that merely
+			// fails its health check rolls back by itself at two thirds.
+			return startTrialWatchdog(trial+10*time.Second, stateFile, v, os.Getpid(), bin)
+		},
 	}, ""
 }
