@@ -82,7 +82,8 @@ type Config struct {
 	// TURNSecret signs the TURN credentials (TURNCredential); zero means
 	// a random secret, so credentials end with the server.
 	TURNSecret []byte
-	// TURNRelayIP is the address of the relays; zero means the box's
+	// TURNRelayIP is the address of the relays, one of the box's (they are
+	// bound to it); zero means the box's
 	// first global IPv4 address at each allocation.
 	TURNRelayIP net.IP
 

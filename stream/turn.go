@@ -48,8 +48,12 @@ type turnServer struct {
 	relayIP net.IP
 }
 
-// relayAddrs allocates relays on every address and reports them at the
-// box's current address (or a fixed one).
+// relayAddrs allocates each relay on the box's current address (or a
+// fixed one) and reports it there. Bound to every address instead, a
+// relay's packets to a peer reached through another interface (the
+// overlay's cb0) left from that interface's address, so the peer saw them
+// from an address the relay candidate did not name and the browser ended
+// up on a peer-reflexive pair (found by meshtest TestStreamMesh).
 type relayAddrs struct {
 	mu sync.Mutex // guards the embedded generator's RelayAddress
 	turn.RelayAddressGeneratorStatic
@@ -66,7 +70,7 @@ func (r *relayAddrs) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Pack
 	if ip == nil {
 		return nil, nil, errors.New("this box has no address to relay on")
 	}
-	r.RelayAddress = ip
+	r.RelayAddress, r.Address = ip, ip.String()
 	return r.RelayAddressGeneratorStatic.AllocatePacketConn(c)
 }
 
