@@ -257,8 +257,6 @@ func (v *voipService) byExtension(ext string) (name, secret string, ok bool) {
 	return "", "", false
 }
 
-// locate finds the box of an extension in the catalog: the extension's own
-// entry, else the box whose prefix it has.
 // fromBox reports whether a is the overlay address of another box's SIP
 // server (from the catalog): calls it forwards were authenticated there.
 func (v *voipService) fromBox(a netip.Addr) bool {
@@ -270,6 +268,8 @@ func (v *voipService) fromBox(a netip.Addr) bool {
 	return false
 }
 
+// locate finds the box of an extension in the catalog: the extension's own
+// entry, else the box whose prefix it has.
 func (v *voipService) locate(ext string) (netip.AddrPort, bool) {
 	var byPrefix netip.AddrPort
 	for _, r := range v.deps.records(voipType) {

@@ -55,12 +55,9 @@ func rootTree(cfg *Config, binDir, kernelDir string) (map[string]rootEntry, erro
 	t["etc/cloudbox-release"] = rootEntry{Mode: 0o644, Data: []byte(fmt.Sprintf("VERSION=%s\nBOARD=%s\nBUILD_TIME=%s\n", cfg.Version, cfg.Board.Name, cfg.buildTimestamp()))}
 
 	if cfg.ReleaseTrust != "" {
-		trust, err := os.ReadFile(cfg.ReleaseTrust)
+		trust, err := update.ReadTrustFile(cfg.ReleaseTrust)
 		if err != nil {
-			return nil, fmt.Errorf("reading the release trust file: %w", err)
-		}
-		if _, err := update.ParseTrust(trust); err != nil {
-			return nil, fmt.Errorf("release trust file %s: %w", cfg.ReleaseTrust, err)
+			return nil, err
 		}
 		t["etc/cloudbox"] = dir
 		t[ReleaseTrustPath] = rootEntry{Mode: 0o644, Data: trust}

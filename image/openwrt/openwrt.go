@@ -181,12 +181,9 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	}
 	conffiles := ConfigPath + "\n"
 	if cfg.ReleaseTrust != "" {
-		trust, err := os.ReadFile(cfg.ReleaseTrust)
+		trust, err := update.ReadTrustFile(cfg.ReleaseTrust)
 		if err != nil {
-			return Result{}, fmt.Errorf("reading the release trust file: %w", err)
-		}
-		if _, err := update.ParseTrust(trust); err != nil {
-			return Result{}, fmt.Errorf("release trust file %s: %w", cfg.ReleaseTrust, err)
+			return Result{}, err
 		}
 		files = append(files, file{path: TrustPath, mode: 0o644, data: trust})
 		conffiles += TrustPath + "\n"

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -140,6 +141,19 @@ func ParseTrust(data []byte) (Trust, error) {
 		return Trust{}, fmt.Errorf("%w: trust file field threshold: %d, want 1 to %d (the number of keys)", ErrMalformed, f.Threshold, len(t.Keys))
 	}
 	return t, nil
+}
+
+// ReadTrustFile reads the trust file at path and checks it (ParseTrust):
+// for the builders that install one into an image or a package.
+func ReadTrustFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the release trust file: %w", err)
+	}
+	if _, err := ParseTrust(data); err != nil {
+		return nil, fmt.Errorf("release trust file %s: %w", path, err)
+	}
+	return data, nil
 }
 
 // Encode returns the trust file's bytes.

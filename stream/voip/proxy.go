@@ -99,15 +99,14 @@ func (s *Server) handleRequest(req *sip.Request, src peer) {
 	// be (digest, 407), so that nobody on the LAN can call as someone
 	// else. Calls from the box's own user agents and from other boxes of
 	// the community (which checked their callers) pass.
-	if req.Method == sip.INVITE && !req.To().Params.Has("tag") && s.cfg.Password != nil &&
-		s.calls.get(req.CallID().Value(), nil) == nil && !bridge && !s.trustedSource(src.ap) {
+	newCall := req.Method == sip.INVITE && !req.To().Params.Has("tag") && s.calls.get(req.CallID().Value(), nil) == nil
+	if newCall && s.cfg.Password != nil && !bridge && !s.trustedSource(src.ap) {
 		if !s.authenticate(req, src, req.From().Address.User, s.now(), proxyAuth) {
 			return
 		}
 		req.RemoveHeader("Proxy-Authorization") // consumed here (§22.3)
 	}
-	if req.Method == sip.INVITE && !req.To().Params.Has("tag") && s.callRate != nil &&
-		s.calls.get(req.CallID().Value(), nil) == nil && !s.callRate.allow(src.ap.Addr(), s.now()) {
+	if newCall && s.callRate != nil && !s.callRate.allow(src.ap.Addr(), s.now()) {
 		s.stats.blocked.Add(1)
 		res := s.response(req, 503, "Too Many Calls")
 		res.AppendHeader(sip.NewHeader("Retry-After", "5"))
