@@ -137,3 +137,30 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTrust: a trust file (a box's state, a release's, a package's)
+// either is refused or keeps 1 <= threshold <= distinct keys and encodes
+// back to a file that parses to the same trust.
+func FuzzParseTrust(f *testing.F) {
+	f.Add(trustOf(2, testKey(1), testKey(2), testKey(3)).Encode())
+	f.Add([]byte(`{"version":1,"threshold":1,"keys":["abc"]}`))
+	f.Add([]byte(`{"version":1,"threshold":0,"keys":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tr, err := ParseTrust(data)
+		if err != nil {
+			return
+		}
+		if tr.Threshold < 1 || tr.Threshold > len(tr.Keys) {
+			t.Fatalf("accepted threshold %d of %d keys", tr.Threshold, len(tr.Keys))
+		}
+		again, err := ParseTrust(tr.Encode())
+		if err != nil || again.Threshold != tr.Threshold || len(again.Keys) != len(tr.Keys) {
+			t.Fatalf("re-encoded trust: %+v, %v; want %+v", again, err, tr)
+		}
+		for i := range tr.Keys {
+			if !again.Keys[i].Equal(tr.Keys[i]) {
+				t.Fatalf("key %d changed in the round trip", i)
+			}
+		}
+	})
+}
